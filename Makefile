@@ -1,0 +1,62 @@
+# The two commands a new user needs are `make demo` and `make test`; each installs what it needs.
+SHELL := /bin/bash
+PY ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint unit integration bench up down status clean system-deps venv fmt
+
+$(STAMP): pyproject.toml
+	@command -v $(PY) >/dev/null || { echo "python3.11 is required (apt-get install python3.11 python3.11-venv)"; exit 1; }
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+# mariadbd is started by omshub itself (its own datadir and port); only the binaries are needed.
+system-deps:
+	@if ! command -v mariadbd >/dev/null && ! test -x /usr/sbin/mariadbd; then \
+	  echo "installing mariadb-server (omshub starts its own instance)"; \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq mariadb-server mariadb-client; \
+	fi
+
+lint: venv
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+fmt: venv
+	$(BIN)/ruff format .
+	$(BIN)/ruff check --fix .
+
+unit: venv
+	$(BIN)/pytest tests/unit -q
+
+integration: venv system-deps
+	$(BIN)/pytest tests/integration -q
+
+test: venv system-deps lint
+	$(BIN)/pytest tests -q
+
+demo: venv system-deps
+	$(BIN)/omshub up
+	$(BIN)/omshub demo
+
+bench: venv system-deps
+	$(BIN)/python bench/connector.py
+
+up: venv system-deps
+	$(BIN)/omshub up
+
+down: venv
+	$(BIN)/omshub down
+
+status: venv
+	$(BIN)/omshub status
+
+clean: down
+	rm -rf .omshub .omshub-test

@@ -1,0 +1,47 @@
+"""The Kafka sink of the embedded connector (confluent-kafka, idempotent producer)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from confluent_kafka import Producer
+
+from connectors.binlog.config import ConnectorConfig
+from omshub.kafka import TopicAdmin, producer_config
+
+
+class KafkaSink:
+    def __init__(self, bootstrap_servers: str, config: ConnectorConfig) -> None:
+        self._producer = Producer(producer_config(bootstrap_servers))
+        self._admin = TopicAdmin(bootstrap_servers)
+        self._config = config
+        self._known: set[str] = set()
+
+    def produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        on_delivery: Callable[[Any, Any], None],
+    ) -> None:
+        self._producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
+
+    def poll(self, timeout: float) -> int:
+        return int(self._producer.poll(timeout))
+
+    def flush(self, timeout: float) -> int:
+        return int(self._producer.flush(timeout))
+
+    def ensure_topic(self, topic: str) -> None:
+        if topic in self._known:
+            return
+        self._admin.ensure(
+            [topic],
+            partitions=self._config.topic_partitions,
+            replication=self._config.topic_replication_factor,
+        )
+        self._known.add(topic)
+
+    def close(self) -> None:
+        self._producer.flush(5.0)

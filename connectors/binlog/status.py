@@ -1,0 +1,81 @@
+"""Connector metrics and the status file other processes read.
+
+The connector runs in its own process; ``omshub status``, the stack's health check and (later) the
+dashboard read one small JSON file it rewrites about once a second instead of talking to it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+
+@dataclass
+class ConnectorMetrics:
+    """Figures kept for dashboards: throughput, position, lag behind the source and errors."""
+
+    name: str
+    state: str = "STARTING"
+    phase: str = "starting"
+    pid: int = field(default_factory=os.getpid)
+    started_at: float = field(default_factory=time.time)
+    binlog_file: str | None = None
+    binlog_pos: int | None = None
+    gtid: str | None = None
+    committed_file: str | None = None
+    committed_pos: int | None = None
+    ms_behind_source: int | None = None
+    events_total: int = 0
+    snapshot_rows_total: int = 0
+    heartbeats_total: int = 0
+    errors_total: int = 0
+    reconnects_total: int = 0
+    pending_acks: int = 0
+    last_error: str | None = None
+    last_event_ts_ms: int | None = None
+    events_per_s: float = 0.0
+    unimplemented_keys: list[str] = field(default_factory=list)
+    _window: deque[tuple[float, int]] = field(default_factory=lambda: deque(maxlen=32), repr=False)
+
+    def sample_rate(self, now: float) -> None:
+        """Events/s over the last ~10 s, from periodic samples of the running total."""
+        self._window.append((now, self.events_total))
+        while len(self._window) > 2 and now - self._window[0][0] > 10:
+            self._window.popleft()
+        first_t, first_n = self._window[0]
+        span = now - first_t
+        self.events_per_s = round((self.events_total - first_n) / span, 1) if span > 0 else 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        data = {k: v for k, v in asdict(self).items() if not k.startswith("_")}
+        data["updated_at"] = time.time()
+        return data
+
+
+def write_status(path: Path, metrics: ConnectorMetrics) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".status-")
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(orjson.dumps(metrics.to_json()))
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+def read_status(path: Path) -> dict[str, Any] | None:
+    try:
+        data = orjson.loads(path.read_bytes())
+    except (FileNotFoundError, orjson.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) else None

@@ -1,0 +1,256 @@
+"""The ``omshub`` command line. Settings are built here, once, and passed down."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, NoReturn, TypeVar
+
+import click
+from pydantic import ValidationError
+from rich.console import Console
+from rich.table import Table
+
+from omshub.errors import ConfigError, OmshubError
+from omshub.logs import setup_logging
+from omshub.settings import Settings
+
+console = Console()
+err_console = Console(stderr=True)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def fail(message: str, code: int = 2) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {message}")
+    sys.exit(code)
+
+
+def load_settings() -> Settings:
+    try:
+        return Settings()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"OMSHUB_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
+        )
+        fail(f"invalid settings: {problems}")
+
+
+class OmshubGroup(click.Group):
+    """Turns omshub errors into one readable line and a non-zero exit, never a traceback."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except OmshubError as exc:
+            fail(str(exc), code=1)
+
+
+@click.group(cls=OmshubGroup)
+@click.pass_context
+def main(ctx: click.Context) -> None:
+    """omshub: CDC-driven integration hub for the OMS database."""
+    settings = load_settings()
+    setup_logging(settings.log_level)
+    ctx.obj = settings
+
+
+def _settings(ctx: click.Context) -> Settings:
+    settings = ctx.find_object(Settings)
+    assert settings is not None
+    return settings
+
+
+def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
+    overrides: dict[str, str] = {}
+    for item in values:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--set")
+        overrides[key.strip()] = value
+    return overrides
+
+
+# -- connector ---------------------------------------------------------------------------------
+
+
+@main.group()
+def connector() -> None:
+    """The embedded binlog connector."""
+
+
+def _connector_paths(settings: Settings) -> tuple[Path, Path]:
+    home = settings.home.resolve()
+    return home / "connect.offsets", home / "run" / "connector.status.json"
+
+
+@connector.command("run")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None)
+@click.option("--set", "sets", multiple=True, help="Override a connector property: KEY=VALUE.")
+@click.option("--offsets", type=click.Path(path_type=Path), default=None)
+@click.option("--status-file", type=click.Path(path_type=Path), default=None)
+@click.pass_context
+def connector_run(
+    ctx: click.Context,
+    config_path: Path | None,
+    sets: tuple[str, ...],
+    offsets: Path | None,
+    status_file: Path | None,
+) -> None:
+    """Run the connector in the foreground until SIGTERM/SIGINT."""
+    from connectors.binlog.config import load_config
+    from connectors.binlog.connector import BinlogConnector
+    from connectors.binlog.offsets import FileOffsetStore
+    from connectors.binlog.sink import KafkaSink
+
+    settings = _settings(ctx)
+    config = load_config(config_path or settings.connector_config, _parse_sets(sets))
+    default_offsets, default_status = _connector_paths(settings)
+    runner = BinlogConnector(
+        config,
+        settings.mysql(),
+        lambda: KafkaSink(settings.bootstrap_servers, config),
+        FileOffsetStore(offsets or default_offsets),
+        server_id=settings.connector_server_id,
+        status_path=status_file or default_status,
+    )
+
+    def _stop(_signum: int, _frame: Any) -> None:
+        runner.stop()
+
+    signal.signal(signal.SIGTERM, _stop)
+    signal.signal(signal.SIGINT, _stop)
+    runner.run()
+
+
+@connector.command("reset")
+@click.argument("name")
+@click.option("--offsets", type=click.Path(path_type=Path), default=None)
+@click.option("--dry-run", is_flag=True)
+@click.option("--yes", is_flag=True)
+@click.pass_context
+def connector_reset(
+    ctx: click.Context, name: str, offsets: Path | None, dry_run: bool, yes: bool
+) -> None:
+    """Forget a connector's saved offset so that it snapshots again on its next start."""
+    from connectors.binlog.offsets import FileOffsetStore
+
+    store = FileOffsetStore(offsets or _connector_paths(_settings(ctx))[0])
+    saved = store.load(name)
+    if saved is None:
+        fail(f"connector {name!r} has no saved offset in {store.path}")
+    console.print(f"would delete offset of {name!r}: {saved.describe()}")
+    if dry_run:
+        return
+    if not yes and not click.confirm("delete it?"):
+        fail("aborted", code=1)
+    store.delete(name)
+    console.print("deleted; the connector snapshots again on its next start")
+
+
+@connector.command("status")
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def connector_status(ctx: click.Context, as_json: bool) -> None:
+    """Show the connector's state, position, lag and counters."""
+    from connectors.binlog.status import read_status
+
+    status = read_status(_connector_paths(_settings(ctx))[1])
+    if status is None:
+        fail("no connector status yet: is it running? (omshub up)", code=1)
+    if as_json:
+        click.echo(json.dumps(status, indent=2))
+        return
+    table = Table("field", "value", title=f"connector {status.get('name')}")
+    for key, value in status.items():
+        table.add_row(key, str(value))
+    console.print(table)
+
+
+# -- resnapshot --------------------------------------------------------------------------------
+
+
+@main.command()
+@click.argument("table")
+@click.option("--where", "where", default=None, help="SQL condition limiting the rows.")
+@click.option("--config", "config_path", type=click.Path(path_type=Path), default=None)
+@click.option("--dry-run", is_flag=True, help="Show what would be snapshotted, change nothing.")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def resnapshot(
+    ctx: click.Context,
+    table: str,
+    where: str | None,
+    config_path: Path | None,
+    dry_run: bool,
+    yes: bool,
+) -> None:
+    """Ad-hoc snapshot of TABLE (db.table or table) while streaming continues.
+
+    Writes Debezium's execute-snapshot signal into the signal table; the running connector reads
+    the table in chunks between watermarks so stream events are never overwritten by older rows.
+    """
+    import pymysql
+
+    from connectors.binlog.config import load_config
+
+    settings = _settings(ctx)
+    config = load_config(config_path or settings.connector_config)
+    params = settings.mysql()
+    fq = table if "." in table else f"{params.database}.{table}"
+    db, _, name = fq.partition(".")
+    if not config.table_included(db, name):
+        fail(f"{fq} is not captured by connector {config.name!r} (see table.include.list)")
+    if not config.signal_collection:
+        fail(f"connector {config.name!r} has no signal.data.collection; add one to use resnapshot")
+    conn = pymysql.connect(**params.pymysql_kwargs(), autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            cur.execute(
+                "SELECT COUNT(*) FROM information_schema.TABLES "
+                "WHERE TABLE_SCHEMA = %s AND TABLE_NAME = %s",
+                (db, name),
+            )
+            if not cur.fetchone()[0]:
+                fail(f"table {fq} does not exist")
+            sql = f"SELECT COUNT(*) FROM `{db}`.`{name}`" + (f" WHERE {where}" if where else "")
+            try:
+                cur.execute(sql)
+            except pymysql.err.MySQLError as exc:
+                fail(f"--where {where!r} is not a valid condition on {fq}: {exc.args[-1]}")
+            count = int(cur.fetchone()[0])
+            console.print(
+                f"{fq}: {count} rows match" + (f" WHERE {where}" if where else "") + "."
+            )
+            if dry_run:
+                console.print("dry run: no signal written")
+                return
+            if not yes and not click.confirm(f"snapshot {count} rows of {fq}?"):
+                fail("aborted", code=1)
+            data: dict[str, Any] = {"data-collections": [fq], "type": "incremental"}
+            if where:
+                data["additional-conditions"] = [{"data-collection": fq, "filter": where}]
+            signal_id = f"adhoc-{uuid.uuid4().hex[:12]}"
+            sdb, stable = config.signal_collection.split(".", 1)
+            cur.execute(
+                f"INSERT INTO `{sdb}`.`{stable}` (id, type, data) VALUES (%s, %s, %s)",
+                (signal_id, "execute-snapshot", json.dumps(data)),
+            )
+    finally:
+        conn.close()
+    console.print(f"signal {signal_id} written; the connector will emit op=r records for {fq}")
+
+
+def run() -> None:
+    try:
+        main()
+    except ConfigError as exc:  # pragma: no cover - main() already handles it
+        fail(str(exc), code=1)
+
+
+if __name__ == "__main__":
+    main()

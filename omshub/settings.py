@@ -1,0 +1,157 @@
+"""The one settings object. Built in the entry point (CLI, worker, tests) and passed down.
+
+Every field reads ``OMSHUB_<FIELD>`` from the environment (or a ``.env`` file). Nothing else in
+omshub reads the environment.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote, urlsplit
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from omshub.errors import ConfigError
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONNECTOR_CONFIG = PACKAGE_ROOT / "connectors" / "debezium" / "oms.json"
+
+
+@dataclass(frozen=True)
+class MySQLParams:
+    """Connection parameters for PyMySQL and python-mysql-replication, parsed once."""
+
+    host: str
+    port: int
+    user: str
+    password: str
+    database: str
+    unix_socket: str | None = None
+
+    def pymysql_kwargs(self, *, with_db: bool = True) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "host": self.host,
+            "port": self.port,
+            "user": self.user,
+            "password": self.password,
+            "charset": "utf8mb4",
+        }
+        if with_db:
+            kwargs["database"] = self.database
+        return kwargs
+
+    def sqlalchemy_url(self) -> str:
+        return (
+            f"mysql+pymysql://{quote(self.user, safe='')}:{quote(self.password, safe='')}"
+            f"@{self.host}:{self.port}/{self.database}?charset=utf8mb4"
+        )
+
+    def display_url(self) -> str:
+        """The URL with the password masked: safe to print and to put in status files."""
+        return f"mysql://{self.user}:***@{self.host}:{self.port}/{self.database}"
+
+
+class Settings(BaseSettings):
+    """omshub settings (env prefix ``OMSHUB_``)."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="OMSHUB_", env_file=".env", extra="ignore", validate_default=True
+    )
+
+    home: Path = Field(
+        Path(".omshub"),
+        description="State directory of the embedded stack: datadir, logs, pid files, offsets.",
+    )
+    log_level: str = Field("INFO", description="Log level for omshub processes.")
+
+    mysql_url: SecretStr | None = Field(
+        None,
+        description="mysql://user:password@host:port/db of an existing server. When set, "
+        "`omshub up` uses it instead of starting its own MariaDB.",
+    )
+    mysql_host: str = Field("127.0.0.1", description="Address the embedded MariaDB binds to.")
+    mysql_port: int = Field(13306, description="Port of the embedded MariaDB.")
+    mysql_user: str = Field("omshub", description="User omshub creates in the embedded MariaDB.")
+    mysql_password: SecretStr = Field(
+        SecretStr("omshub"), description="Password of mysql_user in the embedded MariaDB."
+    )
+    mysql_database: str = Field("oms", description="Database holding the OMS and hub tables.")
+    mysql_server_id: int = Field(1, description="server_id of the embedded MariaDB.")
+
+    kafka_bootstrap_servers: str | None = Field(
+        None,
+        description="host:port list of an existing Kafka-protocol broker. When set, "
+        "`omshub up` uses it instead of starting Tansu.",
+    )
+    kafka_host: str = Field("127.0.0.1", description="Address the embedded Tansu binds to.")
+    kafka_port: int = Field(19092, description="Port of the embedded Tansu broker.")
+    kafka_session_timeout_ms: int = Field(
+        6000, description="Consumer session timeout; short so a new group joins quickly."
+    )
+
+    connector_config: Path = Field(
+        DEFAULT_CONNECTOR_CONFIG,
+        description="Kafka Connect JSON of the Debezium MySQL connector; the embedded binlog "
+        "connector reads the same file.",
+    )
+    connector_server_id: int = Field(
+        5401, description="Replica server_id the embedded connector registers with."
+    )
+    start_connector: bool = Field(True, description="Whether `omshub up` starts the connector.")
+
+    @field_validator("mysql_port", "kafka_port")
+    @classmethod
+    def _port_range(cls, value: int) -> int:
+        if not 0 < value < 65536:
+            raise ValueError(f"port {value} is outside 1-65535")
+        return value
+
+    @property
+    def embedded_mysql(self) -> bool:
+        return self.mysql_url is None
+
+    @property
+    def embedded_kafka(self) -> bool:
+        return not self.kafka_bootstrap_servers
+
+    @property
+    def bootstrap_servers(self) -> str:
+        return self.kafka_bootstrap_servers or f"{self.kafka_host}:{self.kafka_port}"
+
+    def mysql(self) -> MySQLParams:
+        """Connection parameters, from ``mysql_url`` when given, else the embedded instance."""
+        if self.mysql_url is None:
+            return MySQLParams(
+                host=self.mysql_host,
+                port=self.mysql_port,
+                user=self.mysql_user,
+                password=self.mysql_password.get_secret_value(),
+                database=self.mysql_database,
+            )
+        return parse_mysql_url(self.mysql_url.get_secret_value(), self.mysql_database)
+
+
+def parse_mysql_url(url: str, default_db: str) -> MySQLParams:
+    """Parse ``mysql://`` (or ``mysql+pymysql://``) URLs; reject anything else with the fix."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("mysql", "mysql+pymysql", "mariadb", "mariadb+pymysql"):
+        raise ConfigError(
+            f"OMSHUB_MYSQL_URL has scheme {parts.scheme!r}; "
+            "use mysql://user:password@host:port/database"
+        )
+    if not parts.hostname:
+        raise ConfigError("OMSHUB_MYSQL_URL has no host; use mysql://user:password@host:port/db")
+    try:
+        port = parts.port or 3306
+    except ValueError as exc:
+        raise ConfigError(f"OMSHUB_MYSQL_URL has an invalid port: {exc}") from exc
+    return MySQLParams(
+        host=parts.hostname,
+        port=port,
+        user=unquote(parts.username or "root"),
+        password=unquote(parts.password or ""),
+        database=(parts.path or "").lstrip("/") or default_db,
+    )
