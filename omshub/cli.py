@@ -19,8 +19,9 @@ from omshub.errors import ConfigError, OmshubError
 from omshub.logs import setup_logging
 from omshub.settings import Settings
 
-console = Console()
-err_console = Console(stderr=True)
+# Piped output (CI logs, `| less`) gets a readable width instead of rich's 80-column default.
+console = Console(width=None if sys.stdout.isatty() else 120)
+err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -51,11 +52,14 @@ class OmshubGroup(click.Group):
 
 
 @click.group(cls=OmshubGroup)
+@click.option("-v", "--verbose", is_flag=True, help="Show structured logs on stderr.")
 @click.pass_context
-def main(ctx: click.Context) -> None:
+def main(ctx: click.Context, verbose: bool) -> None:
     """omshub: CDC-driven integration hub for the OMS database."""
     settings = load_settings()
-    setup_logging(settings.log_level)
+    # Interactive commands print tables; their logs only matter with -v. Long-running services
+    # (connector run) switch to settings.log_level themselves.
+    setup_logging(settings.log_level if verbose else "WARNING")
     ctx.obj = settings
 
 
@@ -73,6 +77,138 @@ def _parse_sets(values: tuple[str, ...]) -> dict[str, str]:
             raise click.BadParameter(f"{item!r} is not KEY=VALUE", param_hint="--set")
         overrides[key.strip()] = value
     return overrides
+
+
+# -- stack -------------------------------------------------------------------------------------
+
+
+def _progress(event: Any) -> None:
+    style = {"healthy": "green", "running": "green", "stale": "yellow", "external": "cyan"}.get(
+        getattr(event, "action", ""), "dim"
+    )
+    console.print(f"  [{style}]{event.component:<10}[/] {event}")
+
+
+def _migrate(settings: Settings) -> None:
+    from omshub.db import ensure_database, make_engine, migrate
+
+    params = settings.mysql()
+    ensure_database(params)
+    engine = make_engine(params)
+    try:
+        applied = migrate(engine)
+    finally:
+        engine.dispose()
+    if applied:
+        console.print(f"  [green]migrations[/] applied {', '.join(m.name for m in applied)}")
+
+
+def _status_table(status: Any) -> Table:
+    data = status.to_json()
+    table = Table(title=f"omshub stack ({data['home']})")
+    for column in ("component", "state", "pid", "address", "log"):
+        table.add_column(column)
+    colors = {"running": "green", "external": "cyan", "stale": "yellow", "unhealthy": "red"}
+    for name, comp in data["components"].items():
+        state = comp["state"]
+        table.add_row(
+            name,
+            f"[{colors.get(state, 'dim')}]{state}[/]",
+            str(comp.get("pid") or ""),
+            str(comp.get("address") or ""),
+            str(comp.get("log") or ""),
+        )
+    return table
+
+
+@main.command()
+@click.pass_context
+def up(ctx: click.Context) -> None:
+    """Start the local stack (MariaDB, Tansu, connector) and migrate the schema. Idempotent."""
+    from omshub.stack import LocalStack
+
+    settings = _settings(ctx)
+    console.print(f"starting omshub stack in {settings.home.resolve()}")
+    stack = LocalStack(settings)
+    status = stack.up(on_progress=_progress, after_mysql=lambda: _migrate(settings))
+    console.print(_status_table(status))
+    console.print(
+        f"MySQL: {settings.mysql().display_url()}  Kafka: {settings.bootstrap_servers}  "
+        "(stop with `omshub down`)"
+    )
+
+
+@main.command()
+@click.pass_context
+def down(ctx: click.Context) -> None:
+    """Stop what `omshub up` started (by pid; external services are left alone)."""
+    from omshub.stack import LocalStack
+
+    stopped = LocalStack(_settings(ctx)).down(on_progress=_progress)
+    console.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print the status as JSON.")
+@click.pass_context
+def status(ctx: click.Context, as_json: bool) -> None:
+    """Show each component's state, pid and address."""
+    from connectors.binlog.status import read_status
+    from omshub.stack import LocalStack, connector_status_path
+
+    settings = _settings(ctx)
+    result = LocalStack(settings).status()
+    connector_state = read_status(connector_status_path(settings.home.resolve()))
+    if as_json:
+        data = result.to_json()
+        data["connector"] = connector_state
+        click.echo(json.dumps(data, indent=2, default=str))
+        return
+    console.print(_status_table(result))
+    if connector_state:
+        console.print(
+            f"connector {connector_state.get('name')}: {connector_state.get('state')} "
+            f"({connector_state.get('phase')}) at {connector_state.get('binlog_file')}:"
+            f"{connector_state.get('binlog_pos')}, {connector_state.get('ms_behind_source')} ms "
+            f"behind, {connector_state.get('events_total')} events, "
+            f"{connector_state.get('errors_total')} errors"
+            + (
+                f", last error: {connector_state['last_error']}"
+                if connector_state.get("last_error")
+                else ""
+            )
+        )
+
+
+# -- db ----------------------------------------------------------------------------------------
+
+
+@main.group()
+def db() -> None:
+    """Database schema."""
+
+
+@db.command("migrate")
+@click.option("--dry-run", is_flag=True, help="List pending migrations without applying them.")
+@click.pass_context
+def db_migrate(ctx: click.Context, dry_run: bool) -> None:
+    """Apply pending migrations from sql/ (idempotent)."""
+    from omshub.db import ensure_database, make_engine
+    from omshub.db import status as db_status
+
+    settings = _settings(ctx)
+    if dry_run:
+        engine = make_engine(settings.mysql())
+        try:
+            result = db_status(engine)
+        finally:
+            engine.dispose()
+        pending = ", ".join(m.name for m in result.pending) or "none"
+        console.print(f"{len(result.applied)} applied; pending: {pending}")
+        return
+    ensure_database(settings.mysql())
+    _migrate(settings)
+    console.print("schema is up to date")
 
 
 # -- connector ---------------------------------------------------------------------------------
@@ -108,6 +244,7 @@ def connector_run(
     from connectors.binlog.sink import KafkaSink
 
     settings = _settings(ctx)
+    setup_logging(settings.log_level)
     config = load_config(config_path or settings.connector_config, _parse_sets(sets))
     default_offsets, default_status = _connector_paths(settings)
     runner = BinlogConnector(
@@ -171,6 +308,62 @@ def connector_status(ctx: click.Context, as_json: bool) -> None:
     console.print(table)
 
 
+# -- demo --------------------------------------------------------------------------------------
+
+
+@main.command()
+@click.option("--orders", default=60, show_default=True, help="Orders to create.")
+@click.pass_context
+def demo(ctx: click.Context, orders: int) -> None:
+    """Drive a realistic scenario through the running stack and show the events that flowed."""
+    from omshub.demo import run_demo
+    from omshub.stack import LocalStack
+
+    settings = _settings(ctx)
+    if orders < 1:
+        raise click.BadParameter("must be at least 1", param_hint="--orders")
+    status = LocalStack(settings).status()
+    if not status.ok:
+        fail("the stack is not running: start it with `omshub up` (make demo does)", code=1)
+    result = run_demo(settings, orders, progress=lambda m: console.print(f"  [cyan]demo[/] {m}"))
+    table = Table(title=f"change events on the broker ({result.seconds:.1f} s)")
+    for column in ("table", "rows written", "c", "u", "d", "tombstones"):
+        table.add_column(column, justify="right" if column != "table" else "left")
+    for name in sorted(result.written):
+        table.add_row(
+            name,
+            str(result.written[name]),
+            *(str(result.seen[(name, op)]) for op in ("c", "u", "d", "tombstone")),
+        )
+    console.print(table)
+    sample = Table(title="a few of them, decoded")
+    for column in ("topic", "partition/offset", "op", "key", "binlog position"):
+        sample.add_column(column)
+    for event in result.samples:
+        sample.add_row(
+            event.ctx.topic,
+            f"{event.ctx.partition}/{event.ctx.offset}",
+            event.op.value,
+            json.dumps(dict(event.key), ensure_ascii=False),
+            f"{event.source.file}:{event.source.pos} row {event.source.row}",
+        )
+    console.print(sample)
+    verdict = "[green]all" if result.received >= result.expected else "[red]only"
+    console.print(f"{verdict} {result.received} of {result.expected} changes arrived[/]")
+    home = settings.home.resolve()
+    console.print(
+        "where to look:\n"
+        "  omshub status            components, pids, connector position and lag\n"
+        "  omshub connector status  connector metrics (events/s, ms behind source, errors)\n"
+        f"  {home}/logs/             logs of mariadb, tansu and the connector\n"
+        f"  topics {settings.bootstrap_servers}: oms.oms.<table> (confluent-kafka / "
+        "kafka-python clients)\n"
+        "  omshub down              stops the stack"
+    )
+    if result.received < result.expected:
+        sys.exit(1)
+
+
 # -- resnapshot --------------------------------------------------------------------------------
 
 
@@ -223,9 +416,7 @@ def resnapshot(
             except pymysql.err.MySQLError as exc:
                 fail(f"--where {where!r} is not a valid condition on {fq}: {exc.args[-1]}")
             count = int(cur.fetchone()[0])
-            console.print(
-                f"{fq}: {count} rows match" + (f" WHERE {where}" if where else "") + "."
-            )
+            console.print(f"{fq}: {count} rows match" + (f" WHERE {where}" if where else "") + ".")
             if dry_run:
                 console.print("dry run: no signal written")
                 return
