@@ -262,7 +262,7 @@ def parse_config(
     snapshot_mode = _SNAPSHOT_ALIASES.get(snapshot_mode, snapshot_mode)
     _choice("snapshot.mode", snapshot_mode, "initial", SNAPSHOT_MODES)
     decimal_mode = _choice(
-        "decimal.handling.mode", raw.get("decimal.handling.mode"), "precise", ("string", "double")
+        "decimal.handling.mode", raw.get("decimal.handling.mode"), "string", ("string", "double")
     )
     _choice(
         "time.precision.mode",

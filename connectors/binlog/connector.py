@@ -68,7 +68,7 @@ _ONLY_EVENTS = [
     HeartbeatLogEvent,
 ]
 _ACCESS_DENIED = 1045
-_NO_SUCH_DB = 1049
+_BINLOG_FATAL = 1236  # ER_MASTER_FATAL_ERROR_READING_BINLOG: purged or corrupt position
 _CONNECTION_ERRORS = (pymysql.err.OperationalError, pymysql.err.InterfaceError, OSError, EOFError)
 
 # (file, txn_pos, event_pos, row, gtid): the hot path keeps offsets as tuples.
@@ -135,12 +135,13 @@ class AckTracker:
     def advance(self) -> OffsetTuple | None:
         queue = self._queue
         while queue and queue[0].done:
-            ack = queue.popleft()
-            if ack.error is not None:
+            ack = queue[0]
+            if ack.error is not None:  # stays at the head: nothing after it may be committed
                 raise DeliveryFailedError(
                     f"the broker rejected a record at {ack.offset[0]}:{ack.offset[2]} "
                     f"row {ack.offset[3]}: {ack.error}; restarting from the last committed offset"
                 )
+            queue.popleft()
             self.committable = ack.offset
         return self.committable
 
@@ -533,10 +534,10 @@ class BinlogConnector:
             sink.ensure_topic(self.config.table_topic(meta.db, meta.table))
         for item, first, last in _with_flags(self._snapshot_rows(conn, tables)):
             meta, convert, values, ts_sec, table_first, table_last = item
-            if first:
-                marker = "first"
-            elif last:
+            if last:  # a one-row snapshot is "last", as Debezium re-marks the final record
                 marker = "last"
+            elif first:
+                marker = "first"
             elif table_first:
                 marker = "first_in_data_collection"
             elif table_last:
@@ -581,7 +582,7 @@ class BinlogConnector:
                 "host": self.mysql.host,
                 "port": self.mysql.port,
                 "user": self.mysql.user,
-                "passwd": self.mysql.password,
+                "password": self.mysql.password,
                 "charset": "utf8mb4",
                 "connect_timeout": 5,
             },
@@ -626,7 +627,7 @@ class BinlogConnector:
                     if route.convert is None:
                         self._tick(sink)
                         continue
-                    event_pos = event.packet.log_pos - event.event_size
+                    event_pos = event.packet.log_pos - event.packet.event_size
                     ts_ms = event.timestamp * 1000
                     self._last_event_ts_ms = ts_ms
                     self._caught_up = False
@@ -713,7 +714,7 @@ class BinlogConnector:
                         self._emitted = offset
                     self.metrics.events_total += len(rows)
                 elif etype is MariadbGtidEvent:
-                    txn_pos = event.packet.log_pos - event.event_size
+                    txn_pos = event.packet.log_pos - event.packet.event_size
                     gtid = event.gtid
                 elif etype is XidEvent:
                     self._boundary((file, event.packet.log_pos, 0, -1, gtid))
@@ -731,9 +732,16 @@ class BinlogConnector:
                 if self.stopping:
                     break
         except _CONNECTION_ERRORS as exc:
+            where = f"{self.mysql.host}:{self.mysql.port}"
+            if exc.args and exc.args[0] == _BINLOG_FATAL:
+                raise BinlogPositionPurgedError(
+                    f"the server at {where} cannot send the binlog from {self._emitted[0]}:"
+                    f"{self._emitted[1]}: {exc.args[-1]}. If the binlog was purged, set "
+                    "snapshot.mode=when_needed or run `omshub connector reset "
+                    f"{self.config.name}` to snapshot again"
+                ) from exc
             raise SourceUnavailableError(
-                f"lost the binlog stream from {self.mysql.host}:{self.mysql.port}: {exc}",
-                retry_after=1.0,
+                f"lost the binlog stream from {where}: {exc}", retry_after=1.0
             ) from exc
         finally:
             reader.close()
@@ -743,8 +751,14 @@ class BinlogConnector:
         """Where to continue after a reconnect: what was produced, if the broker has it all."""
         emitted = self._emitted
         sink = self._sink
+        delivered = False
         if sink is not None and sink.flush(30.0) == 0:
-            tracker.advance()
+            try:
+                tracker.advance()
+                delivered = True
+            except DeliveryFailedError:
+                delivered = False
+        if delivered:
             file, pos, event_pos, row, gtid = emitted
         else:
             file, pos, event_pos, row, gtid = self._last_saved or emitted
@@ -1040,7 +1054,7 @@ class BinlogConnector:
                 self.config.topic_prefix,
                 orjson.dumps({"databaseName": db}),
                 value,
-                (file, txn_pos, event.packet.log_pos - event.event_size, 0, gtid),
+                (file, txn_pos, event.packet.log_pos - event.packet.event_size, 0, gtid),
                 sink,
             )
         self._boundary((file, end_pos, 0, -1, gtid))

@@ -309,7 +309,10 @@ def _json_keys_to_str(value: Any) -> Any:
 
 
 def _geometry(value: Any) -> dict[str, Any]:
-    return {"wkb": _b64(bytes(value)), "srid": None}
+    """MySQL hands geometry as a 4-byte little-endian SRID then WKB; Debezium splits them."""
+    raw = bytes(value)
+    srid = int.from_bytes(raw[:4], "little") if len(raw) >= 4 else 0
+    return {"wkb": _b64(raw[4:]), "srid": srid or None}
 
 
 def converter_for(

@@ -49,7 +49,8 @@ _JDBC_TYPES: dict[str, int] = {
 _DDL_TABLE = re.compile(
     r"^\s*(?:/\*.*?\*/\s*)?(?P<verb>CREATE|ALTER|DROP|RENAME|TRUNCATE)\s+"
     r"(?:TEMPORARY\s+|ONLINE\s+|IGNORE\s+|OR\s+REPLACE\s+)*TABLE\s+"
-    r"(?:IF\s+(?:NOT\s+)?EXISTS\s+)?(?P<name>`[^`]+`(?:\.`[^`]+`)?|[\w$]+(?:\.[\w$]+)?)",
+    r"(?:IF\s+(?:NOT\s+)?EXISTS\s+)?"
+    r"(?P<name>(?:`[^`]+`|[\w$]+)(?:\s*\.\s*(?:`[^`]+`|[\w$]+))?)",
     re.IGNORECASE | re.DOTALL,
 )
 _NOT_DDL = re.compile(
@@ -78,8 +79,9 @@ def ddl_target(query: str, default_db: str | None) -> tuple[str | None, str | No
     match = _DDL_TABLE.match(query)
     if not match:
         return None, None, None
-    name = match.group("name").replace("`", "")
-    db, _, table = name.rpartition(".")
+    parts = re.findall(r"`([^`]+)`|([\w$]+)", match.group("name"))
+    names = [quoted or bare for quoted, bare in parts]
+    db, table = (names[0], names[1]) if len(names) == 2 else ("", names[0])
     return match.group("verb").upper(), db or default_db, table
 
 
@@ -138,6 +140,8 @@ def _default_expression(raw: dict[str, Any]) -> str | None:
     if default is None or str(default).upper() == "NULL":
         return None
     text = str(default)
+    if text.upper().startswith("CURRENT_TIMESTAMP"):
+        return "1970-01-01 00:00:00"  # what Debezium reports for a CURRENT_TIMESTAMP default
     if len(text) >= 2 and text[0] == text[-1] == "'":
         text = text[1:-1].replace("''", "'")
     return text
