@@ -24,11 +24,11 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from connectors.binlog.config import parse_config  # noqa: E402
-from connectors.binlog.connector import BinlogConnector  # noqa: E402
-from connectors.binlog.offsets import FileOffsetStore, Offset  # noqa: E402
-from connectors.binlog.sink import KafkaSink  # noqa: E402
-from omshub.settings import MySQLParams, Settings  # noqa: E402
+from connectors.binlog.config import parse_config
+from connectors.binlog.connector import BinlogConnector
+from connectors.binlog.offsets import FileOffsetStore, Offset
+from connectors.binlog.sink import KafkaSink
+from omshub.settings import MySQLParams, Settings
 
 BATCH = 1000
 
@@ -99,7 +99,11 @@ def raw_decode(params: MySQLParams, db: str, start: tuple[str, int], rows: int) 
 
 
 def connector_run(
-    params: MySQLParams, bootstrap: str, db: str, start: tuple[str, int], end: tuple[str, int],
+    params: MySQLParams,
+    bootstrap: str,
+    db: str,
+    start: tuple[str, int],
+    end: tuple[str, int],
     home: Path,
 ) -> float:
     prefix = f"bench{uuid.uuid4().hex[:6]}"
@@ -154,7 +158,12 @@ def main() -> None:
         home = settings.home.resolve() / "bench"
         home.mkdir(parents=True, exist_ok=True)
         conn = connector_run(
-            params, settings.bootstrap_servers, db, (start_file, start_pos), (end_file, end_pos), home
+            params,
+            settings.bootstrap_servers,
+            db,
+            (start_file, start_pos),
+            (end_file, end_pos),
+            home,
         )
     finally:
         c = pymysql.connect(**params.pymysql_kwargs(with_db=False), autocommit=True)
@@ -165,10 +174,10 @@ def main() -> None:
     table.add_column("pipeline")
     table.add_column("seconds", justify="right")
     table.add_column("rows/s", justify="right")
-    table.add_row("python-mysql-replication decode (baseline)", f"{raw:.2f}", f"{args.rows / raw:,.0f}")
     table.add_row(
-        "omshub connector (acked by broker)", f"{conn:.2f}", f"{args.rows / conn:,.0f}"
+        "python-mysql-replication decode (baseline)", f"{raw:.2f}", f"{args.rows / raw:,.0f}"
     )
+    table.add_row("omshub connector (acked by broker)", f"{conn:.2f}", f"{args.rows / conn:,.0f}")
     table.add_row("ratio connector / baseline", "", f"{raw / conn:.2f}")
     console.print(table)
 

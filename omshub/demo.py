@@ -128,8 +128,9 @@ def run_demo(
             message = consumer.poll(0.5)
             if message is None or message.error():
                 continue
+            topic = message.topic() or ""
             record = decode(
-                message.topic(),
+                topic,
                 message.key(),
                 message.value(),
                 partition=message.partition(),
@@ -144,7 +145,7 @@ def run_demo(
                 ):
                     result.samples.append(record)
             elif isinstance(record, Tombstone):
-                result.seen[(message.topic().rsplit(".", 1)[-1], "tombstone")] += 1
+                result.seen[(topic.rsplit(".", 1)[-1], "tombstone")] += 1
             elif isinstance(record, Heartbeat | SchemaChange):
                 continue
         result.seconds = time.monotonic() - started

@@ -475,6 +475,8 @@ class BinlogConnector:
                     cur.execute("SHOW MASTER STATUS")
                     row = cur.fetchone()
                     cur.execute("UNLOCK TABLES")
+                if row is None:
+                    raise ConfigError("SHOW MASTER STATUS returned nothing: binary logging is off")
                 file, pos = str(row[0]), int(row[1])
             log.info(
                 "snapshot started",
@@ -506,7 +508,7 @@ class BinlogConnector:
             )
             with conn.cursor(pymysql.cursors.Cursor) as ts_cur:
                 ts_cur.execute("SELECT UNIX_TIMESTAMP()")
-                ts_sec = int(ts_cur.fetchone()[0])
+                ts_sec = int(ts_cur.fetchone()[0])  # type: ignore[index]
             with conn.cursor() as cur:
                 cur.execute(f"SELECT * FROM `{meta.db}`.`{meta.table}`")
                 names = [d[0] for d in cur.description]

@@ -204,7 +204,7 @@ def _b64(value: bytes) -> str:
 
 
 def _text_or_b64(value: Any) -> Any:
-    return _b64(value) if isinstance(value, bytes | bytearray) else value
+    return _b64(bytes(value)) if isinstance(value, bytes | bytearray) else value
 
 
 def _bytes_b64(value: Any) -> Any:

@@ -150,9 +150,7 @@ class RunningConnector:
 
 
 @pytest.fixture
-def start_connector(
-    bootstrap: str, tmp_path: Path
-) -> Iterator[Callable[..., RunningConnector]]:
+def start_connector(bootstrap: str, tmp_path: Path) -> Iterator[Callable[..., RunningConnector]]:
     running: list[RunningConnector] = []
 
     def start(
@@ -180,7 +178,7 @@ def start_connector(
         def target() -> None:
             try:
                 connector.run()
-            except BaseException as exc:  # the test inspects it
+            except BaseException as exc:  # noqa: BLE001 - the test inspects it
                 handle.error.append(exc)
 
         handle.thread = threading.Thread(target=target, daemon=True)
@@ -315,7 +313,11 @@ def _spare(tmp_root: Path, port: int, *, binlog: bool) -> SpareMariaDB:
 
         def argv() -> list[str]:
             assert base_argv is not None
-            kept = [a for a in base_argv() if not a.startswith(("--log-bin", "--binlog", "--sync-binlog", "--expire-logs"))]
+            kept = [
+                a
+                for a in base_argv()
+                if not a.startswith(("--log-bin", "--binlog", "--sync-binlog", "--expire-logs"))
+            ]
             return [*kept, "--skip-log-bin"]
 
         spec = dataclasses.replace(spec, argv=argv, healthy=_tcp_login(settings))

@@ -14,7 +14,9 @@ from omshub.errors import ConfigError
 from tests.integration.conftest import REPO, connector_document
 
 
-def run_cli(args: list[str], env: dict[str, str], timeout: float = 60) -> subprocess.CompletedProcess[str]:
+def run_cli(
+    args: list[str], env: dict[str, str], timeout: float = 60
+) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "omshub.cli", *args],
         capture_output=True,
@@ -68,7 +70,9 @@ def test_bad_regex_exits_nonzero_with_message(scratch_db, bootstrap, tmp_path):
         ["connector", "run", "--config", str(path)], cli_env(scratch_db, bootstrap, tmp_path)
     )
     assert result.returncode != 0
-    assert "table.include.list" in result.stderr and "not a valid regular expression" in result.stderr
+    assert (
+        "table.include.list" in result.stderr and "not a valid regular expression" in result.stderr
+    )
     assert "Traceback" not in result.stderr
 
 
@@ -77,7 +81,9 @@ def test_wrong_password_exits_nonzero_with_message(scratch_db, bootstrap, tmp_pa
     path = tmp_path / "c.json"
     path.write_bytes(orjson.dumps(doc))
     wrong = dataclasses.replace(scratch_db, password="not-the-password")
-    result = run_cli(["connector", "run", "--config", str(path)], cli_env(wrong, bootstrap, tmp_path))
+    result = run_cli(
+        ["connector", "run", "--config", str(path)], cli_env(wrong, bootstrap, tmp_path)
+    )
     assert result.returncode != 0
     assert "cannot log in" in result.stderr and "OMSHUB_MYSQL_PASSWORD" in result.stderr
     assert "Traceback" not in result.stderr
@@ -89,7 +95,11 @@ def test_config_file_that_is_not_json(scratch_db, bootstrap, tmp_path):
     result = run_cli(
         ["connector", "run", "--config", str(path)], cli_env(scratch_db, bootstrap, tmp_path)
     )
-    assert result.returncode != 0 and "is not valid JSON" in result.stderr and str(path) in result.stderr
+    assert (
+        result.returncode != 0
+        and "is not valid JSON" in result.stderr
+        and str(path) in result.stderr
+    )
 
 
 @pytest.mark.parametrize("bad", ["snapshot.mode=always", "decimal.handling.mode=precise"])

@@ -46,8 +46,19 @@ def test_insert_update_delete_produce_debezium_envelopes(scratch_db, start_conne
     # the columns arrive in table order with Debezium's encodings
     after = dict(create.after or {})
     assert list(after) == [
-        "id", "order_no", "reverse_id", "push_type", "payload", "status", "attempts",
-        "next_retry_at", "last_error", "parent_id", "idempotency_key", "created_at", "updated_at",
+        "id",
+        "order_no",
+        "reverse_id",
+        "push_type",
+        "payload",
+        "status",
+        "attempts",
+        "next_retry_at",
+        "last_error",
+        "parent_id",
+        "idempotency_key",
+        "created_at",
+        "updated_at",
     ]
     assert after["status"] == "PENDING" and after["attempts"] == 0
     assert orjson.loads(after["payload"]) == {"items": 2, "channel": "app"}
@@ -149,7 +160,12 @@ EXPECTED_TYPES: dict[str, Any] = {
 
 
 def test_type_mapping_snapshot_and_stream_agree(scratch_db, start_connector, reader):
-    sql(scratch_db, TYPES_DDL, "SET time_zone = '+00:00'", f"INSERT INTO types_t VALUES {TYPES_ROW % 1}")
+    sql(
+        scratch_db,
+        TYPES_DDL,
+        "SET time_zone = '+00:00'",
+        f"INSERT INTO types_t VALUES {TYPES_ROW % 1}",
+    )
     running = start_connector(
         scratch_db,
         **{"table.include.list": f"{scratch_db.database}\\.types_t"},
@@ -180,8 +196,10 @@ def test_alter_table_mid_stream(scratch_db, start_connector, reader):
     )
     r = reader([running.topic("wms_inv"), running.config.topic_prefix])
     r.wait_for(
-        lambda rs: sum(isinstance(x, ChangeEvent) for x in rs) >= 3
-        and any(isinstance(x, SchemaChange) for x in rs),
+        lambda rs: (
+            sum(isinstance(x, ChangeEvent) for x in rs) >= 3
+            and any(isinstance(x, SchemaChange) for x in rs)
+        ),
         what="three row events and the schema change",
     )
     changes = r.changes()

@@ -137,9 +137,7 @@ def test_kill9_mid_stream_loses_nothing(scratch_db, bootstrap, tmp_path, reader)
     assert writer.changes == 20000
     proc = start_connector_process(doc, scratch_db, bootstrap, work)
     try:
-        expected = {
-            (i, v) for i, v in sql(scratch_db, "SELECT id, version FROM versioned")
-        }
+        expected = {(i, v) for i, v in sql(scratch_db, "SELECT id, version FROM versioned")}
 
         def all_seen(_records: list) -> bool:
             return len({(int(e.row["id"]), int(e.row["version"])) for e in r.changes()}) >= 20000
@@ -279,8 +277,11 @@ def test_reconnects_when_the_database_goes_away(spare_mariadb_factory, start_con
     migrate(engine)
     engine.dispose()
     running = start_connector(params)
-    sql(params, "INSERT INTO cs_cancel_application (application_no, order_no, step, status) "
-        "VALUES ('A1', 'SO1', 'APPLY', 'OPEN')")
+    sql(
+        params,
+        "INSERT INTO cs_cancel_application (application_no, order_no, step, status) "
+        "VALUES ('A1', 'SO1', 'APPLY', 'OPEN')",
+    )
     r = reader([running.topic("cs_cancel_application")])
     r.wait_for(lambda rs: len(rs) >= 1, what="first insert")
     spare.stack.down()
@@ -290,8 +291,11 @@ def test_reconnects_when_the_database_goes_away(spare_mariadb_factory, start_con
     assert running.connector.metrics.last_error
     time.sleep(0.5)  # let at least one reconnect attempt fail against the stopped server
     spare.stack.up()
-    sql(params, "INSERT INTO cs_cancel_application (application_no, order_no, step, status) "
-        "VALUES ('A2', 'SO2', 'APPLY', 'OPEN')")
+    sql(
+        params,
+        "INSERT INTO cs_cancel_application (application_no, order_no, step, status) "
+        "VALUES ('A2', 'SO2', 'APPLY', 'OPEN')",
+    )
     r.wait_for(lambda rs: len(rs) >= 2, timeout=60, what="insert after the restart")
     wait_until(lambda: running.connector.metrics.state == "RUNNING", 30, what="RUNNING again")
     assert running.connector.metrics.reconnects_total >= 1
