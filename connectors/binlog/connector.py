@@ -702,6 +702,15 @@ class BinlogConnector:
                         key = self._key(route.key_columns, after if after is not None else before)
                         value = self._envelope(before, after, source, op, now_ns)
                         offset = (file, txn_pos, event_pos, i, gtid)
+                        if op == "u" and route.key_columns and before is not None:
+                            old_key = self._key(route.key_columns, before)
+                            if old_key != key:  # key changed: delete + tombstone, then create
+                                delete = self._envelope(before, None, source, "d", now_ns)
+                                prev = (file, txn_pos, event_pos, i - 1, gtid)
+                                send(route.topic, old_key, delete, prev, sink)
+                                if tombstones:
+                                    send(route.topic, old_key, None, prev, sink)
+                                value = self._envelope(None, after, source, "c", now_ns)
                         if op == "d" and tombstones:
                             send(
                                 route.topic,
@@ -724,10 +733,11 @@ class BinlogConnector:
                     self._on_query(event, file, txn_pos, gtid, sink)
                 elif etype is RotateEvent:
                     file = event.next_binlog
-                    txn_pos = event.position
                     if skip is not None and skip.file != file:
                         skip = None
-                    self._boundary((file, event.position, 0, -1, gtid))
+                    if event.timestamp:  # timestamp 0: the server's announcement at connect
+                        txn_pos = event.position
+                        self._boundary((file, event.position, 0, -1, gtid))
                 elif etype is HeartbeatLogEvent:
                     self._caught_up = True
                 self._tick(sink)
@@ -1089,12 +1099,13 @@ class BinlogConnector:
         try:
             spec = orjson.loads(data) if isinstance(data, str) else data
             tables = [str(t) for t in spec["data-collections"]]
+            conditions = spec.get("additional-conditions") or []
+            if not isinstance(conditions, list) or not all(isinstance(c, dict) for c in conditions):
+                raise ValueError("additional-conditions must be a list of objects")
             filters = {
-                str(c["data-collection"]): str(c["filter"])
-                for c in spec.get("additional-conditions") or []
-                if c.get("filter")
+                str(c["data-collection"]): str(c["filter"]) for c in conditions if c.get("filter")
             }
-        except (orjson.JSONDecodeError, KeyError, TypeError) as exc:
+        except (orjson.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError) as exc:
             self._error_record(
                 "signal",
                 signal_id,
