@@ -104,6 +104,7 @@ def connector_run(
     start: tuple[str, int],
     end: tuple[str, int],
     home: Path,
+    fast_rows: bool = True,
 ) -> float:
     prefix = f"bench{uuid.uuid4().hex[:6]}"
     config = parse_config(
@@ -122,7 +123,12 @@ def connector_run(
     offsets = FileOffsetStore(home / f"{prefix}.offsets")
     offsets.save(prefix, Offset(file=start[0], pos=start[1]))
     runner = BinlogConnector(
-        config, params, lambda: KafkaSink(bootstrap, config), offsets, server_id=9102
+        config,
+        params,
+        lambda: KafkaSink(bootstrap, config),
+        offsets,
+        server_id=9102,
+        fast_rows=fast_rows,
     )
     # create the topic up front so topic creation is not part of the measurement
     KafkaSink(bootstrap, config).ensure_topic(config.table_topic(db, "push"))
@@ -148,7 +154,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2, help="interleaved rounds per pipeline")
     args = parser.parse_args()
     settings = Settings()
-    console = Console()
+    console = Console(width=120)
     stack = LocalStack(settings)
     if not stack.status().ok:
         console.print("starting MariaDB and Tansu (omshub up without the connector) ...")
@@ -159,22 +165,25 @@ def main() -> None:
     start_file, start_pos, end_file, end_pos = prepare(params, db, args.rows)
     raw_times: list[float] = []
     conn_times: list[float] = []
+    lib_times: list[float] = []
     try:
         home = settings.home.resolve() / "bench"
         home.mkdir(parents=True, exist_ok=True)
         # Interleave the pipelines so neither profits from a warmer cache or a quieter machine.
         for _ in range(args.rounds):
             raw_times.append(raw_decode(params, db, (start_file, start_pos), args.rows))
-            conn_times.append(
-                connector_run(
-                    params,
-                    settings.bootstrap_servers,
-                    db,
-                    (start_file, start_pos),
-                    (end_file, end_pos),
-                    home,
+            for fast, times in ((True, conn_times), (False, lib_times)):
+                times.append(
+                    connector_run(
+                        params,
+                        settings.bootstrap_servers,
+                        db,
+                        (start_file, start_pos),
+                        (end_file, end_pos),
+                        home,
+                        fast_rows=fast,
+                    )
                 )
-            )
     finally:
         c = pymysql.connect(**params.pymysql_kwargs(with_db=False), autocommit=True)
         with c.cursor() as cur:
@@ -182,7 +191,9 @@ def main() -> None:
         c.close()
     raw = statistics.median(raw_times)
     conn = statistics.median(conn_times)
-    table = Table(title=f"binlog connector, {args.rows:,} rows, median of {args.rounds} rounds")
+    table = Table(
+        title=f"binlog connector, {args.rows:,} rows, median of {args.rounds} rounds",
+    )
     table.add_column("pipeline")
     table.add_column("seconds (each round)", justify="right")
     table.add_column("rows/s (median)", justify="right")
@@ -196,7 +207,14 @@ def main() -> None:
         " / ".join(f"{t:.2f}" for t in conn_times),
         f"{args.rows / conn:,.0f}",
     )
+    lib = statistics.median(lib_times)
+    table.add_row(
+        "  same, with the library's row decoder (fast_rows=False)",
+        " / ".join(f"{t:.2f}" for t in lib_times),
+        f"{args.rows / lib:,.0f}",
+    )
     table.add_row("ratio connector / baseline (target >= 0.8)", "", f"{raw / conn:.2f}")
+    table.add_row("ratio, library row decoder / baseline", "", f"{raw / lib:.2f}")
     console.print(table)
 
 

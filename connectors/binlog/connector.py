@@ -37,6 +37,7 @@ from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, Write
 
 from connectors.binlog.config import ConnectorConfig
 from connectors.binlog.converters import RowConverter, spec_from_binlog_column
+from connectors.binlog.fastrows import CompiledTable, compile_table, fetch_rows
 from connectors.binlog.offsets import FileOffsetStore, Offset
 from connectors.binlog.schema import (
     TableMeta,
@@ -162,6 +163,7 @@ class _Route:
     key_columns: tuple[str, ...]
     convert: RowConverter | None
     signal: bool = False
+    fast: CompiledTable | None = None
 
 
 @dataclass
@@ -209,6 +211,7 @@ class BinlogConnector:
         server_id: int = 5401,
         status_path: Path | None = None,
         reconnect_max_s: float = 30.0,
+        fast_rows: bool = True,
     ) -> None:
         self.config = config
         self.mysql = mysql
@@ -218,6 +221,8 @@ class BinlogConnector:
         self.server_id = server_id
         self.status_path = status_path
         self.reconnect_max_s = reconnect_max_s
+        #: decode row images with connectors.binlog.fastrows (False: the library's decoder)
+        self.fast_rows = fast_rows
         self.metrics = ConnectorMetrics(name=config.name)
         self.metrics.unimplemented_keys = list(config.unimplemented)
         self._stop = threading.Event()
@@ -638,7 +643,10 @@ class BinlogConnector:
                         "c" if etype is WriteRowsEvent else "u" if etype is UpdateRowsEvent else "d"
                     )
                     try:
-                        rows = event.rows
+                        fast = route.fast
+                        rows = fetch_rows(event, fast, op) if fast is not None else None
+                        if rows is None:
+                            rows = event.rows
                     except Exception as exc:  # noqa: BLE001 - undecodable event: record, go on
                         self._error_record(
                             route.db,
@@ -802,7 +810,8 @@ class BinlogConnector:
                 key_cols = self.config.key_columns_for(db, table) or pk_cols
         if topic is not None:
             sink.ensure_topic(topic)
-        route = _Route(db, table, topic, key_cols, convert, signal)
+        fast = compile_table(event.columns) if convert is not None and self.fast_rows else None
+        route = _Route(db, table, topic, key_cols, convert, signal, fast)
         self._routes[event.table_id] = route
         return route
 

@@ -360,8 +360,7 @@ class RowConverter:
         self.columns = tuple(specs)
         self.names = tuple(s.name for s in specs)
         self._plan = tuple(
-            (s.name, converter_for(s, snapshot=snapshot, decimal_mode=decimal_mode))
-            for s in specs
+            (s.name, converter_for(s, snapshot=snapshot, decimal_mode=decimal_mode)) for s in specs
         )
         self._convs = tuple((name, conv) for name, conv in self._plan if conv is not None)
 
