@@ -52,9 +52,7 @@ def random_wide(rng: random.Random, i: int) -> tuple:
         maybe(bytes(rng.randrange(256) for _ in range(rng.randint(0, 300)))),
         maybe("长文本" * rng.randint(0, 200)),
         maybe(bytes(rng.randrange(256) for _ in range(rng.randint(0, 70000)))),
-        maybe(
-            f"20{rng.randint(10, 30)}-0{rng.randint(1, 9)}-1{rng.randint(0, 9)} 0{rng.randint(0, 9)}:1{rng.randint(0, 9)}:2{rng.randint(0, 9)}.{rng.randint(0, 9)}"
-        ),
+        maybe(f"20{r(10, 30)}-0{r(1, 9)}-1{r(0, 9)} 0{r(0, 9)}:1{r(0, 9)}:2{r(0, 9)}.{r(0, 9)}"),
         maybe(f"2026-0{rng.randint(1, 9)}-1{rng.randint(0, 9)} 10:00:0{rng.randint(0, 9)}"),
         maybe(f"2026-03-02 10:15:30.{rng.randint(0, 999999):06d}"),
         maybe(clock),
