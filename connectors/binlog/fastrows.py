@@ -296,7 +296,10 @@ def compile_table(columns: list[Any]) -> CompiledTable | None:
     for column in columns:
         if not column.name:
             return None
-        reader = _reader(column)
+        try:
+            reader = _reader(column)
+        except AttributeError:  # a column description without the metadata we need
+            return None
         if reader is None:
             return None
         readers.append(reader)

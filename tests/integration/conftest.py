@@ -300,9 +300,12 @@ class SpareMariaDB:
     settings: Settings
     stack: LocalStack
 
+    database: str = field(default_factory=lambda: f"spare_{uuid.uuid4().hex[:8]}")
+
     @property
     def params(self) -> MySQLParams:
-        return self.settings.mysql()
+        """A database of this test's own: the spare's datadir outlives test sessions."""
+        return dataclasses.replace(self.settings.mysql(), database=self.database)
 
 
 def _spare(tmp_root: Path, port: int, *, binlog: bool) -> SpareMariaDB:
