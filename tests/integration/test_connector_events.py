@@ -4,15 +4,15 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
-from pathlib import Path
 from typing import Any
 
 import orjson
 
 from schemas.change_event import ChangeEvent, Heartbeat, SchemaChange, Tombstone
+from tests.fixtures import DEBEZIUM_FIXTURES
 from tests.integration.conftest import sql
 
-FIXTURES = Path(__file__).resolve().parents[2].parent / "shared" / "fixtures" / "debezium-mysql"
+FIXTURES = DEBEZIUM_FIXTURES
 
 
 def fixture(name: str) -> dict[str, Any]:

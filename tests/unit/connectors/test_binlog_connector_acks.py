@@ -25,8 +25,9 @@ from connectors.binlog.connector import (
 from connectors.binlog.offsets import FileOffsetStore, Offset
 from omshub.errors import SourceUnavailableError
 from omshub.settings import MySQLParams
+from tests.fixtures import DEBEZIUM_FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[3].parent / "shared" / "fixtures" / "debezium-mysql"
+FIXTURES = DEBEZIUM_FIXTURES
 
 
 def fixture(name: str) -> dict[str, Any]:

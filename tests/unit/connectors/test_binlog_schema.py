@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -10,8 +9,9 @@ import pytest
 
 from connectors.binlog.converters import Kind, spec_from_information_schema
 from connectors.binlog.schema import TableMeta, ddl_target, is_ddl, table_change
+from tests.fixtures import DEBEZIUM_FIXTURES
 
-FIXTURES = Path(__file__).resolve().parents[3].parent / "shared" / "fixtures" / "debezium-mysql"
+FIXTURES = DEBEZIUM_FIXTURES
 
 
 def schema_change_fixture() -> dict[str, Any]:

@@ -39,16 +39,17 @@ from schemas.change_event import (
     parse_json_column,
     parse_zoned_timestamp,
 )
+from tests.fixtures import DEBEZIUM_FIXTURES
 
 TOPIC = "oms.oms.oms_order_push"
 
 
 def fixtures_dir() -> Path:
-    """Fixtures live beside the repository (/work/shared next to /work/main) unless overridden."""
+    """The vendored copy in tests/fixtures unless OMSHUB_FIXTURES_DIR overrides it."""
     override = os.environ.get("OMSHUB_FIXTURES_DIR")
     if override:
         return Path(override)
-    return Path(__file__).resolve().parents[3].parent / "shared" / "fixtures" / "debezium-mysql"
+    return DEBEZIUM_FIXTURES
 
 
 @cache
