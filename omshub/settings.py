@@ -102,7 +102,37 @@ class Settings(BaseSettings):
     )
     start_connector: bool = Field(True, description="Whether `omshub up` starts the connector.")
 
-    @field_validator("mysql_port", "kafka_port")
+    sandbox_host: str = Field("127.0.0.1", description="Address the sandbox downstreams bind to.")
+    sandbox_port: int = Field(18080, description="Port of the sandbox downstream systems.")
+    start_sandbox: bool = Field(True, description="Whether `omshub up` starts the sandbox.")
+    downstream_base_url: str = Field(
+        "http://127.0.0.1:18080",
+        description="Base URL of the downstream systems; the sandbox serves all of them.",
+    )
+    downstream_urls: dict[str, str] = Field(
+        default_factory=dict,
+        description='Per-system base URL overrides as JSON, e.g. {"wms": "https://wms.internal"}.',
+    )
+    worker_pools: dict[str, dict[str, float]] = Field(
+        default_factory=dict,
+        description="Per-worker pool overrides as JSON, e.g. "
+        '{"wms": {"concurrency": 64, "timeout_s": 5, "max_attempts": 8}}.',
+    )
+    worker_port: int = Field(16066, description="Web port of the Faust worker.")
+    start_worker: bool = Field(True, description="Whether `omshub up` starts the Faust worker.")
+    sweeper_interval_s: float = Field(2.0, description="How often the sweeper looks for work.")
+    sweeper_pending_after_s: float = Field(
+        30.0,
+        description="A PENDING row no worker finished after this many seconds is re-driven.",
+    )
+    writeback_max_batch: int = Field(500, description="Outcomes written back per statement.")
+    writeback_flush_ms: int = Field(20, description="Longest an outcome waits to be written.")
+
+    def downstream_url(self, system: str) -> str:
+        """Base URL for one downstream system (override, else the shared base URL)."""
+        return self.downstream_urls.get(system, self.downstream_base_url).rstrip("/")
+
+    @field_validator("mysql_port", "kafka_port", "sandbox_port", "worker_port")
     @classmethod
     def _port_range(cls, value: int) -> int:
         if not 0 < value < 65536:
