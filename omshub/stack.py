@@ -69,6 +69,8 @@ wait_until = procs.wait_until
 MARIADB = "mariadb"
 TANSU = "tansu"
 CONNECTOR = "connector"
+SANDBOX = "sandbox"
+WORKER = "worker"
 
 ComponentState = Literal["running", "stopped", "stale", "external", "unhealthy"]
 
@@ -561,11 +563,103 @@ def connector_component(settings: Settings) -> ComponentSpec:
     )
 
 
+def _python_component(
+    settings: Settings,
+    name: str,
+    args: Sequence[str],
+    address: str,
+    healthy: Callable[[], bool],
+    port: tuple[str, int] | None = None,
+    port_setting: str | None = None,
+) -> ComponentSpec:
+    """An omshub process (``python -m omshub.cli <args>``) with the parent's settings."""
+    home = settings.home.resolve()
+    env = settings_env(settings)
+    env["OMSHUB_HOME"] = str(home)
+    env["PYTHONUNBUFFERED"] = "1"
+    return ComponentSpec(
+        name=name,
+        home=home,
+        address=address,
+        argv=lambda: [sys.executable, "-m", "omshub.cli", *args],
+        program=None,
+        markers=("-m", "omshub.cli", *args),
+        healthy=healthy,
+        env=env,
+        port=port,
+        port_setting=port_setting,
+        start_timeout=60.0,
+    )
+
+
+def _http_healthy(url: str) -> Callable[[], bool]:
+    def healthy() -> bool:
+        import urllib.request
+
+        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback URL
+            return bool(response.status == 200)
+
+    return healthy
+
+
+def worker_status_path(home: Path) -> Path:
+    return home.resolve() / "run" / "worker.status.json"
+
+
+def _worker_healthy(status_file: Path) -> Callable[[], bool]:
+    def healthy() -> bool:
+        try:
+            age = time.time() - status_file.stat().st_mtime
+        except FileNotFoundError:
+            raise StackError(f"{status_file} does not exist yet") from None
+        if age > _CONNECTOR_STATUS_MAX_AGE:
+            raise StackError(f"{status_file} was last updated {age:.0f}s ago")
+        data = json.loads(status_file.read_text(encoding="utf-8"))
+        if not isinstance(data, dict) or data.get("state") != "RUNNING":
+            raise StackError("worker has not reported RUNNING yet")
+        if not data.get("assigned"):
+            raise StackError("worker has no partitions assigned yet")
+        return True
+
+    return healthy
+
+
+def sandbox_component(settings: Settings) -> ComponentSpec:
+    """The sandbox downstream systems (``omshub sandbox``)."""
+    base = f"http://{settings.sandbox_host}:{settings.sandbox_port}"
+    return _python_component(
+        settings,
+        SANDBOX,
+        ["sandbox", "serve"],
+        base,
+        _http_healthy(f"{base}/healthz"),
+        port=(settings.sandbox_host, settings.sandbox_port),
+        port_setting="OMSHUB_SANDBOX_PORT",
+    )
+
+
+def worker_component(settings: Settings) -> ComponentSpec:
+    """The Faust worker (``omshub worker``): push router, worker agents, sweeper."""
+    return _python_component(
+        settings,
+        WORKER,
+        ["worker"],
+        f"faust web http://127.0.0.1:{settings.worker_port}",
+        _worker_healthy(worker_status_path(settings.home)),
+        port=("127.0.0.1", settings.worker_port),
+        port_setting="OMSHUB_WORKER_PORT",
+    )
+
+
 def default_components(settings: Settings) -> list[ComponentSpec]:
     """The stack ``omshub up`` starts, in start order (``down`` stops in reverse)."""
     specs = [mariadb_component(settings), tansu_component(settings)]
     if settings.start_connector:
         specs.append(connector_component(settings))
+    if settings.start_sandbox:
+        specs.append(sandbox_component(settings))
+    if settings.start_worker:
+        specs.append(worker_component(settings))
     return specs
 
 

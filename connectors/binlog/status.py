@@ -6,16 +6,14 @@ dashboard read one small JSON file it rewrites about once a second instead of ta
 
 from __future__ import annotations
 
-import contextlib
 import os
-import tempfile
 import time
 from collections import deque
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import orjson
+from omshub.fileio import read_json, write_json_atomic
 
 
 @dataclass
@@ -61,21 +59,8 @@ class ConnectorMetrics:
 
 
 def write_status(path: Path, metrics: ConnectorMetrics) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".status-")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(orjson.dumps(metrics.to_json()))
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+    write_json_atomic(path, metrics.to_json())
 
 
 def read_status(path: Path) -> dict[str, Any] | None:
-    try:
-        data = orjson.loads(path.read_bytes())
-    except (FileNotFoundError, orjson.JSONDecodeError):
-        return None
-    return data if isinstance(data, dict) else None
+    return read_json(path)

@@ -62,6 +62,8 @@ def stack_settings() -> Iterator[Settings]:
         mysql_port=int(os.environ.get("OMSHUB_TEST_MYSQL_PORT", "23306")),
         kafka_port=int(os.environ.get("OMSHUB_TEST_KAFKA_PORT", "29092")),
         start_connector=False,
+        start_sandbox=False,
+        start_worker=False,
     )
     stack = LocalStack(settings)
     stack.up()
@@ -309,7 +311,14 @@ class SpareMariaDB:
 
 
 def _spare(tmp_root: Path, port: int, *, binlog: bool) -> SpareMariaDB:
-    settings = Settings(home=tmp_root, mysql_port=port, kafka_port=port + 1, start_connector=False)
+    settings = Settings(
+        home=tmp_root,
+        mysql_port=port,
+        kafka_port=port + 1,
+        start_connector=False,
+        start_sandbox=False,
+        start_worker=False,
+    )
     spec = mariadb_component(settings)
     if not binlog:
         base_argv = spec.argv

@@ -21,6 +21,8 @@ from omshub.errors import StackError
 from omshub.settings import Settings
 from omshub.stack import (
     CONNECTOR,
+    SANDBOX,
+    WORKER,
     MARIADB,
     TANSU,
     ComponentSpec,
@@ -153,9 +155,11 @@ def test_status_with_external_services_masks_the_password(tmp_path: Path) -> Non
 
 def test_default_components_follow_settings(tmp_path: Path) -> None:
     names = [spec.name for spec in default_components(_embedded(tmp_path))]
-    assert names == [MARIADB, TANSU, CONNECTOR]
-    names = [spec.name for spec in default_components(_embedded(tmp_path, start_connector=False))]
-    assert names == [MARIADB, TANSU]
+    assert names == [MARIADB, TANSU, CONNECTOR, SANDBOX, WORKER]
+    only_services = _embedded(
+        tmp_path, start_connector=False, start_sandbox=False, start_worker=False
+    )
+    assert [spec.name for spec in default_components(only_services)] == [MARIADB, TANSU]
 
 
 def test_status_of_a_fresh_home_is_stopped(tmp_path: Path) -> None:

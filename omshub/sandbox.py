@@ -1,0 +1,767 @@
+"""The sandbox: local HTTP stand-ins for every downstream system the push workers call.
+
+One aiohttp application serves WMS, TMS, FMS, stock, purchasing, supplier, notify and coupon on
+one port; each push type's path from :data:`schemas.pushes.PUSH_TYPES` (``/wms/returns``,
+``/fms/refund-applications``, ``/tms/pickups`` ...) is a route, and its first path segment is the
+system. The contract the workers are written against:
+
+Request
+    ``POST <path>`` with ``Idempotency-Key: <key>`` (required), ``Content-Type:
+    application/json`` and optionally ``X-Omshub-Push-Id``. The body is a JSON object with at
+    least ``"order_no"`` (a string).
+
+Answers
+    * ``200 {"status": "accepted", "id": "<system>-<seq>", "system", "idempotency_key",
+      "received_at"}`` for a new key;
+    * the byte-identical first answer for a key already accepted on the same path (a duplicate);
+    * ``400 {"error", "status": "rejected"}`` for a missing key header or a bad body, ``404`` for
+      an unknown path, ``405`` for a method other than POST;
+    * injected faults (``POST /_admin/faults``): ``503`` (error_rate), ``504`` after sleeping
+      ``timeout_s`` (timeout_rate; the client's own timeout should fire first), ``200`` with a
+      non-JSON body (garbage_rate), ``422`` for rejected keys (reject_keys,
+      reject_key_prefixes: always, even for a key accepted earlier). ``latency_ms`` delays every
+      request. A faulted request has no effect: a retry of it is processed fresh.
+
+Order of checks per request: latency, key header, body, rejected key, random fault (one draw of
+the seeded RNG, only when a rate is set), duplicate replay, fresh accept.
+
+Admin
+    ``POST/GET/DELETE /_admin/faults``, ``GET /_admin/stats``, ``GET /_admin/requests?key=&
+    system=&limit=``, ``GET /_admin/keys?system=``, ``POST /_admin/reset``, ``GET /healthz``.
+
+Stats count, per system: ``received`` (every request on its paths), ``accepted`` (fresh
+accepts), ``duplicates`` (replayed first answers), ``unique_keys`` (distinct accepted keys) and
+``faults`` (``5xx``, ``timeout``, ``4xx`` = every 4xx answer incl. validation, ``garbage``), so
+``received == accepted + duplicates + sum(faults)`` once in-flight timeouts have been counted
+(they are counted when drawn).
+
+Everything lives in memory in one :class:`Sandbox`; handlers are lean (no per-request logging,
+dict lookups, orjson) because benchmarks push thousands of requests per second through it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import re
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import orjson
+from aiohttp import web
+from rich.table import Table
+
+from omshub.errors import ContractError, RetryableError, SourceUnavailableError, StackError
+from schemas.pushes import PUSH_TYPES, SYSTEMS
+
+log = logging.getLogger(__name__)
+
+MAX_RECORDS = 1_000_000
+"""Requests kept with their bodies; beyond this only counts, keys and first answers are kept."""
+
+DEFAULT_REQUESTS_LIMIT = 1000
+SHUTDOWN_TIMEOUT_S = 1.0
+"""How long a stopping server waits for in-flight handlers (sleeping timeout faults)."""
+
+ALL_SYSTEMS = "*"
+
+FAULT_FIELDS: dict[str, Any] = {
+    "latency_ms": 0.0,
+    "error_rate": 0.0,
+    "timeout_rate": 0.0,
+    "timeout_s": 30.0,
+    "reject_keys": [],
+    "reject_key_prefixes": [],
+    "garbage_rate": 0.0,
+}
+"""Fault settings and their defaults (no fault). ``seed`` is accepted too and reseeds the RNG."""
+
+_SYSTEM_NAME = re.compile(r"[a-z0-9_-]+")
+_RATE_FIELDS = ("error_rate", "timeout_rate", "garbage_rate")
+_JSON = "application/json"
+_GARBAGE_BODY = b"<html>oops"
+_ACCEPTED = b'{"status":"accepted","id":"%b","system":"%b","idempotency_key":%b,"received_at":"%b"}'
+
+
+def _json_response(payload: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(payload), status=status, content_type=_JSON)
+
+
+def _error_body(message: str, status: str = "rejected") -> bytes:
+    return orjson.dumps({"error": message, "status": status})
+
+
+@dataclass(slots=True)
+class _Faults:
+    """Effective fault settings of one system, compiled for the request path."""
+
+    latency_s: float = 0.0
+    error_rate: float = 0.0
+    timeout_rate: float = 0.0
+    timeout_s: float = 30.0
+    garbage_rate: float = 0.0
+    reject_keys: frozenset[str] = frozenset()
+    reject_prefixes: tuple[str, ...] = ()
+    any_rate: bool = False  # draw from the RNG only when some rate is set
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> _Faults:
+        rates = [float(settings[name]) for name in _RATE_FIELDS]
+        return cls(
+            latency_s=float(settings["latency_ms"]) / 1000.0,
+            error_rate=rates[0],
+            timeout_rate=rates[1],
+            timeout_s=float(settings["timeout_s"]),
+            garbage_rate=rates[2],
+            reject_keys=frozenset(settings["reject_keys"]),
+            reject_prefixes=tuple(settings["reject_key_prefixes"]),
+            any_rate=any(rate > 0 for rate in rates),
+        )
+
+
+@dataclass(slots=True)
+class _Counters:
+    received: int = 0
+    accepted: int = 0
+    duplicates: int = 0
+    f5xx: int = 0
+    ftimeout: int = 0
+    f4xx: int = 0
+    fgarbage: int = 0
+    keys: set[str] = field(default_factory=set)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "received": self.received,
+            "accepted": self.accepted,
+            "unique_keys": len(self.keys),
+            "duplicates": self.duplicates,
+            "faults": {
+                "5xx": self.f5xx,
+                "timeout": self.ftimeout,
+                "4xx": self.f4xx,
+                "garbage": self.fgarbage,
+            },
+        }
+
+
+@dataclass(slots=True)
+class _Record:
+    seq: int
+    system: str
+    path: str
+    key: str | None
+    push_id: str | None
+    body: bytes
+    received_at: float  # monotonic ms
+    status: int = 0
+    outcome: str = ""
+    answer_id: str | None = None
+
+    def as_dict(self) -> dict[str, Any]:
+        body: Any
+        try:
+            body = orjson.loads(self.body)
+        except orjson.JSONDecodeError:
+            body = self.body.decode("utf-8", "replace")
+        return {
+            "seq": self.seq,
+            "system": self.system,
+            "path": self.path,
+            "key": self.key,
+            "push_id": self.push_id,
+            "body": body,
+            "received_at": self.received_at,
+            "status": self.status,
+            "outcome": self.outcome,
+            "id": self.answer_id,
+        }
+
+
+class Sandbox:
+    """All sandbox state: records, first answers by (path, key), stats, faults and the RNG.
+
+    Handlers call :meth:`handle_push` and the admin methods; tests may call the admin methods
+    (:meth:`stats`, :meth:`set_faults`, :meth:`keys` ...) directly.
+    """
+
+    def __init__(
+        self,
+        *,
+        seed: int | None = 0,
+        max_records: int = MAX_RECORDS,
+        routes: Mapping[str, str] | None = None,
+    ) -> None:
+        # path -> system; defaults to every push type's endpoint.
+        self.routes: dict[str, str] = dict(
+            routes or {e.path: e.system for e in PUSH_TYPES.values()}
+        )
+        for path, system in self.routes.items():
+            if not _SYSTEM_NAME.fullmatch(system) or not path.startswith("/"):
+                raise ValueError(f"bad sandbox route {path!r} -> {system!r}")
+        self.systems: tuple[str, ...] = tuple(sorted(set(SYSTEMS) | set(self.routes.values())))
+        self.max_records = max_records
+        self.rng = random.Random(seed)
+        self._star: dict[str, Any] = {}
+        self._per_system: dict[str, dict[str, Any]] = {}
+        self._effective: dict[str, _Faults] = {}
+        self._next_id: dict[str, int] = dict.fromkeys(self.systems, 0)  # not reset: ids unique
+        self._clear_state()
+        self._compile_faults()
+
+    # -- state --------------------------------------------------------------------------------
+
+    def _clear_state(self) -> None:
+        self.records: list[_Record] = []
+        self.records_dropped = 0
+        self._seq = 0
+        self._by_key: dict[str, list[_Record]] = {}
+        self.first_answers: dict[tuple[str, str], bytes] = {}
+        self.counters: dict[str, _Counters] = {s: _Counters() for s in self.systems}
+
+    def reset(self) -> None:
+        """Forget records, first answers and stats; faults stay as they are."""
+        self._clear_state()
+
+    # -- faults -------------------------------------------------------------------------------
+
+    def _compile_faults(self) -> None:
+        for system in self.systems:
+            merged = {**FAULT_FIELDS, **self._star, **self._per_system.get(system, {})}
+            self._effective[system] = _Faults.from_settings(merged)
+
+    def set_faults(self, system: str = ALL_SYSTEMS, **settings: Any) -> dict[str, Any]:
+        """Merge fault settings for one system or ``"*"`` (every system); the latest call wins.
+
+        A ``"*"`` call sets its fields for every system (dropping per-system values of those
+        fields); a call for one system overrides the ``"*"`` values for it. ``seed`` reseeds the
+        RNG. Raises :class:`ValueError` with the reason on an unknown system, field or value.
+        Returns the effective settings (:meth:`faults`).
+        """
+        if system != ALL_SYSTEMS and system not in self.systems:
+            raise ValueError(
+                f"unknown system {system!r}; use one of {', '.join(self.systems)} or *"
+            )
+        seed = settings.pop("seed", None)
+        clean = _validate_faults(settings)
+        if seed is not None:
+            if isinstance(seed, bool) or not isinstance(seed, int | str):
+                raise ValueError(f"seed must be an integer or string, got {seed!r}")
+            self.rng.seed(seed)
+        if system == ALL_SYSTEMS:
+            self._star.update(clean)
+            for overrides in self._per_system.values():
+                for name in clean:
+                    overrides.pop(name, None)
+        else:
+            self._per_system.setdefault(system, {}).update(clean)
+        self._compile_faults()
+        return self.faults()
+
+    def clear_faults(self, system: str | None = None) -> dict[str, Any]:
+        """Remove every fault (or only one system's own overrides)."""
+        if system is None or system == ALL_SYSTEMS:
+            self._star.clear()
+            self._per_system.clear()
+        elif system in self.systems:
+            self._per_system.pop(system, None)
+        else:
+            raise ValueError(
+                f"unknown system {system!r}; use one of {', '.join(self.systems)} or *"
+            )
+        self._compile_faults()
+        return self.faults()
+
+    def faults(self) -> dict[str, Any]:
+        """The effective fault settings per system and the raw ``"*"`` and per-system layers."""
+        effective = {}
+        for system in self.systems:
+            effective[system] = {**FAULT_FIELDS, **self._star, **self._per_system.get(system, {})}
+        return {
+            "effective": effective,
+            "*": dict(self._star),
+            "overrides": {s: dict(v) for s, v in self._per_system.items() if v},
+        }
+
+    # -- requests -----------------------------------------------------------------------------
+
+    async def handle_push(self, system: str, path: str, request: web.Request) -> web.StreamResponse:
+        """Answer one push request (see the module docstring for the order of checks)."""
+        received_at = time.monotonic() * 1000.0
+        faults = self._effective[system]
+        counters = self.counters[system]
+        counters.received += 1
+        headers = request.headers
+        key = headers.get("Idempotency-Key") or None
+        body = await request.read()
+
+        self._seq += 1
+        record = _Record(
+            self._seq, system, path, key, headers.get("X-Omshub-Push-Id"), body, received_at
+        )
+        if len(self.records) < self.max_records:
+            self.records.append(record)
+            if key is not None:
+                by_key = self._by_key.get(key)
+                if by_key is None:
+                    self._by_key[key] = [record]
+                else:
+                    by_key.append(record)
+        else:
+            self.records_dropped += 1
+
+        if faults.latency_s > 0:
+            await asyncio.sleep(faults.latency_s)
+
+        if request.method != "POST":
+            counters.f4xx += 1
+            record.status, record.outcome = 405, "rejected"
+            return web.Response(
+                body=_error_body(f"{request.method} not allowed on {path}; use POST"),
+                status=405,
+                content_type=_JSON,
+                headers={"Allow": "POST"},
+            )
+        if key is None:
+            return self._reject(counters, record, 400, "missing Idempotency-Key header")
+        try:
+            payload = orjson.loads(body)
+        except orjson.JSONDecodeError as exc:
+            return self._reject(counters, record, 400, f"body is not valid JSON: {exc}")
+        if type(payload) is not dict:
+            kind = type(payload).__name__
+            return self._reject(counters, record, 400, f"body must be a JSON object, got {kind}")
+        order_no = payload.get("order_no")
+        if type(order_no) is not str or not order_no:
+            return self._reject(counters, record, 400, "body needs order_no as a non-empty string")
+        if key in faults.reject_keys or (
+            faults.reject_prefixes and key.startswith(faults.reject_prefixes)
+        ):
+            return self._reject(
+                counters, record, 422, f"key {key} rejected by sandbox fault injection"
+            )
+
+        if faults.any_rate:
+            draw = self.rng.random()
+            if draw < faults.error_rate:
+                counters.f5xx += 1
+                record.status, record.outcome = 503, "error"
+                return web.Response(
+                    body=_error_body(
+                        f"{system} unavailable (sandbox fault injection, error_rate)", "error"
+                    ),
+                    status=503,
+                    content_type=_JSON,
+                )
+            draw -= faults.error_rate
+            if draw < faults.timeout_rate:
+                counters.ftimeout += 1
+                record.status, record.outcome = 504, "timeout"
+                await asyncio.sleep(faults.timeout_s)
+                return web.Response(
+                    body=_error_body(
+                        f"{system} timed out after {faults.timeout_s}s "
+                        "(sandbox fault injection, timeout_rate)",
+                        "error",
+                    ),
+                    status=504,
+                    content_type=_JSON,
+                )
+            draw -= faults.timeout_rate
+            if draw < faults.garbage_rate:
+                counters.fgarbage += 1
+                record.status, record.outcome = 200, "garbage"
+                return web.Response(body=_GARBAGE_BODY, status=200, content_type="text/html")
+
+        answer_key = (path, key)
+        answer = self.first_answers.get(answer_key)
+        if answer is not None:
+            counters.duplicates += 1
+            record.status, record.outcome = 200, "duplicate"
+            return web.Response(
+                body=answer, content_type=_JSON, headers={"X-Sandbox-Duplicate": "true"}
+            )
+
+        seq = self._next_id[system] + 1
+        self._next_id[system] = seq
+        answer_id = f"{system}-{seq}"
+        # Formatted rather than orjson.dumps'd: orjson's small results keep a 4 KiB buffer,
+        # and first answers live as long as the sandbox (one per accepted key).
+        answer = _ACCEPTED % (
+            answer_id.encode(),
+            system.encode(),
+            orjson.dumps(key),
+            datetime.now(UTC).isoformat().encode(),
+        )
+        self.first_answers[answer_key] = answer
+        counters.accepted += 1
+        counters.keys.add(key)
+        record.status, record.outcome, record.answer_id = 200, "accepted", answer_id
+        return web.Response(body=answer, content_type=_JSON)
+
+    @staticmethod
+    def _reject(counters: _Counters, record: _Record, status: int, message: str) -> web.Response:
+        counters.f4xx += 1
+        record.status, record.outcome = status, "rejected"
+        return web.Response(body=_error_body(message), status=status, content_type=_JSON)
+
+    # -- queries ------------------------------------------------------------------------------
+
+    def stats(self) -> dict[str, Any]:
+        """Counters per system (every system, zeros included) and their sums under ``total``."""
+        systems = {s: c.as_dict() for s, c in self.counters.items()}
+        total: dict[str, Any] = {
+            "received": 0,
+            "accepted": 0,
+            "unique_keys": 0,
+            "duplicates": 0,
+            "faults": {"5xx": 0, "timeout": 0, "4xx": 0, "garbage": 0},
+        }
+        for row in systems.values():
+            for name in ("received", "accepted", "unique_keys", "duplicates"):
+                total[name] += row[name]
+            for name, count in row["faults"].items():
+                total["faults"][name] += count
+        return {"systems": systems, "total": total}
+
+    def keys(self, system: str) -> set[str]:
+        """The idempotency keys accepted by one system (on any of its paths)."""
+        if system not in self.counters:
+            raise ValueError(f"unknown system {system!r}; use one of {', '.join(self.systems)}")
+        return set(self.counters[system].keys)
+
+    def requests(
+        self, key: str | None = None, system: str | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        """Recorded requests, oldest first, filtered by key and/or system; the last ``limit``."""
+        if system is not None and system not in self.counters:
+            raise ValueError(f"unknown system {system!r}; use one of {', '.join(self.systems)}")
+        candidates: Iterable[_Record] = (
+            self._by_key.get(key, []) if key is not None else self.records
+        )
+        if system is not None:
+            candidates = [r for r in candidates if r.system == system]
+        selected = list(candidates)
+        if limit is not None:
+            selected = selected[-limit:] if limit > 0 else []
+        return [r.as_dict() for r in selected]
+
+
+def _validate_faults(settings: Mapping[str, Any]) -> dict[str, Any]:
+    clean: dict[str, Any] = {}
+    for name, value in settings.items():
+        if name not in FAULT_FIELDS:
+            known = ", ".join([*FAULT_FIELDS, "seed", "system"])
+            raise ValueError(f"unknown fault setting {name!r}; known: {known}")
+        if name in ("reject_keys", "reject_key_prefixes"):
+            if isinstance(value, str) or not isinstance(value, list | tuple | set | frozenset):
+                raise ValueError(f"{name} must be a list of strings, got {value!r}")
+            if not all(isinstance(v, str) for v in value):
+                raise ValueError(f"{name} must be a list of strings, got {value!r}")
+            clean[name] = sorted(set(value))
+            continue
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise ValueError(f"{name} must be a number, got {value!r}")
+        number = float(value)
+        if name in _RATE_FIELDS and not 0.0 <= number <= 1.0:
+            raise ValueError(f"{name} must be between 0 and 1, got {value!r}")
+        if number < 0:
+            raise ValueError(f"{name} must not be negative, got {value!r}")
+        clean[name] = number
+    return clean
+
+
+# -- the aiohttp application ----------------------------------------------------------------------
+
+SANDBOX_KEY = web.AppKey("sandbox", Sandbox)
+
+_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+def _push_handler(sandbox: Sandbox, system: str, path: str) -> _Handler:
+    handle = sandbox.handle_push
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        return await handle(system, path, request)
+
+    return handler
+
+
+def _bad_request(message: str, status: int = 400) -> web.Response:
+    return _json_response({"error": message, "status": "rejected"}, status)
+
+
+async def _admin_json(request: web.Request) -> dict[str, Any]:
+    raw = await request.read()
+    if not raw.strip():
+        return {}
+    try:
+        payload = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise ValueError(f"body is not valid JSON: {exc}") from exc
+    if not isinstance(payload, dict):
+        raise ValueError("body must be a JSON object")
+    return payload
+
+
+def _limit(request: web.Request) -> int | None:
+    raw = request.query.get("limit")
+    if raw is None:
+        return None
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"limit must be an integer, got {raw!r}") from None
+
+
+async def _post_faults(request: web.Request) -> web.Response:
+    sandbox = request.app[SANDBOX_KEY]
+    try:
+        payload = await _admin_json(request)
+        system = payload.pop("system", ALL_SYSTEMS)
+        return _json_response(sandbox.set_faults(str(system), **payload))
+    except ValueError as exc:
+        return _bad_request(str(exc))
+
+
+async def _get_faults(request: web.Request) -> web.Response:
+    return _json_response(request.app[SANDBOX_KEY].faults())
+
+
+async def _delete_faults(request: web.Request) -> web.Response:
+    try:
+        return _json_response(request.app[SANDBOX_KEY].clear_faults(request.query.get("system")))
+    except ValueError as exc:
+        return _bad_request(str(exc))
+
+
+async def _get_stats(request: web.Request) -> web.Response:
+    return _json_response(request.app[SANDBOX_KEY].stats())
+
+
+async def _get_requests(request: web.Request) -> web.Response:
+    sandbox = request.app[SANDBOX_KEY]
+    key = request.query.get("key")
+    try:
+        limit = _limit(request)
+        if limit is None and key is None:
+            limit = DEFAULT_REQUESTS_LIMIT
+        rows = sandbox.requests(key=key, system=request.query.get("system"), limit=limit)
+    except ValueError as exc:
+        return _bad_request(str(exc))
+    response = _json_response(rows)
+    response.headers["X-Sandbox-Records-Dropped"] = str(sandbox.records_dropped)
+    return response
+
+
+async def _get_keys(request: web.Request) -> web.Response:
+    system = request.query.get("system")
+    if not system:
+        return _bad_request("give ?system=<one of " + ", ".join(request.app[SANDBOX_KEY].systems))
+    try:
+        return _json_response(sorted(request.app[SANDBOX_KEY].keys(system)))
+    except ValueError as exc:
+        return _bad_request(str(exc))
+
+
+async def _post_reset(request: web.Request) -> web.Response:
+    request.app[SANDBOX_KEY].reset()
+    return _json_response({"ok": True})
+
+
+async def _healthz(request: web.Request) -> web.Response:
+    return _json_response({"ok": True})
+
+
+async def _not_found(request: web.Request) -> web.Response:
+    return _bad_request(f"no sandbox endpoint {request.method} {request.path}", 404)
+
+
+def build_app(sandbox: Sandbox | None = None) -> web.Application:
+    """The aiohttp application serving every downstream system plus the admin endpoints."""
+    sandbox = sandbox or Sandbox()
+    app = web.Application(client_max_size=16 * 1024 * 1024)
+    app[SANDBOX_KEY] = sandbox
+    router = app.router
+    for path, system in sandbox.routes.items():
+        router.add_route("*", path, _push_handler(sandbox, system, path))
+    router.add_post("/_admin/faults", _post_faults)
+    router.add_get("/_admin/faults", _get_faults, allow_head=False)
+    router.add_delete("/_admin/faults", _delete_faults)
+    router.add_get("/_admin/stats", _get_stats, allow_head=False)
+    router.add_get("/_admin/requests", _get_requests, allow_head=False)
+    router.add_get("/_admin/keys", _get_keys, allow_head=False)
+    router.add_post("/_admin/reset", _post_reset)
+    router.add_get("/healthz", _healthz)
+    router.add_route("*", "/{tail:.*}", _not_found)
+    return app
+
+
+async def serve(host: str, port: int, sandbox: Sandbox | None = None) -> None:
+    """Serve the sandbox on host:port until cancelled."""
+    runner = web.AppRunner(build_app(sandbox), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
+    await runner.setup()
+    try:
+        site = web.TCPSite(runner, host, port, backlog=1024)
+        await site.start()
+        log.info("sandbox listening", extra={"url": f"http://{host}:{port}"})
+        await asyncio.Event().wait()
+    finally:
+        await runner.cleanup()
+
+
+def run(host: str, port: int) -> None:
+    """Run the sandbox in the foreground (``omshub sandbox``) until SIGINT/SIGTERM."""
+    log.info(
+        "sandbox starting",
+        extra={"url": f"http://{host}:{port}", "systems": ",".join(SYSTEMS)},
+    )
+    try:
+        web.run_app(
+            build_app(),
+            host=host,
+            port=port,
+            print=None,
+            handle_signals=True,
+            access_log=None,
+            shutdown_timeout=SHUTDOWN_TIMEOUT_S,
+            backlog=1024,
+        )
+    except OSError as exc:
+        raise StackError(
+            f"sandbox cannot listen on {host}:{port}: {exc.strerror or exc}; another sandbox "
+            "(see `omshub status`) or another program holds the port; stop it or set "
+            "OMSHUB_SANDBOX_PORT"
+        ) from exc
+
+
+# -- client ---------------------------------------------------------------------------------------
+
+
+class SandboxClient:
+    """Small synchronous client of the sandbox admin API (CLI and integration tests)."""
+
+    def __init__(self, base_url: str, timeout: float = 5.0) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+
+    def _call(
+        self,
+        method: str,
+        path: str,
+        query: Mapping[str, Any] | None = None,
+        payload: Any = None,
+    ) -> Any:
+        url = self.base_url + path
+        params = {k: v for k, v in (query or {}).items() if v is not None}
+        if params:
+            url += "?" + urllib.parse.urlencode(params)
+        data = None if payload is None else json.dumps(payload).encode()
+        request = urllib.request.Request(url, data=data, method=method)
+        if data is not None:
+            request.add_header("Content-Type", _JSON)
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:
+                raw = response.read()
+        except urllib.error.HTTPError as exc:
+            detail = _error_detail(exc.read())
+            message = f"sandbox {method} {path} answered {exc.code}: {detail}"
+            if exc.code >= 500:
+                raise RetryableError(message) from exc
+            raise ContractError(message) from exc
+        except (urllib.error.URLError, OSError) as exc:
+            reason = getattr(exc, "reason", exc)
+            raise SourceUnavailableError(
+                f"sandbox at {self.base_url} is not reachable ({reason}); "
+                "start it with `omshub up` or `omshub sandbox`"
+            ) from exc
+        try:
+            return json.loads(raw)
+        except ValueError as exc:
+            raise ContractError(
+                f"sandbox {method} {path} answered non-JSON: {raw[:200]!r}"
+            ) from exc
+
+    def health(self) -> bool:
+        """True when the sandbox answers /healthz; False when nothing listens."""
+        try:
+            return bool(self._call("GET", "/healthz").get("ok"))
+        except SourceUnavailableError:
+            return False
+
+    def stats(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "/_admin/stats")
+        return result
+
+    def faults(self) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("GET", "/_admin/faults")
+        return result
+
+    def set_faults(self, system: str = ALL_SYSTEMS, **settings: Any) -> dict[str, Any]:
+        """Merge fault settings for one system or ``"*"``; see :meth:`Sandbox.set_faults`."""
+        result: dict[str, Any] = self._call(
+            "POST", "/_admin/faults", payload={"system": system, **settings}
+        )
+        return result
+
+    def clear_faults(self, system: str | None = None) -> dict[str, Any]:
+        result: dict[str, Any] = self._call("DELETE", "/_admin/faults", {"system": system})
+        return result
+
+    def reset(self) -> None:
+        self._call("POST", "/_admin/reset")
+
+    def keys(self, system: str) -> set[str]:
+        return set(self._call("GET", "/_admin/keys", {"system": system}))
+
+    def requests(
+        self, key: str | None = None, system: str | None = None, limit: int | None = None
+    ) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call(
+            "GET", "/_admin/requests", {"key": key, "system": system, "limit": limit}
+        )
+        return result
+
+
+def _error_detail(raw: bytes) -> str:
+    try:
+        payload = json.loads(raw)
+    except ValueError:
+        return raw[:200].decode("utf-8", "replace")
+    if isinstance(payload, dict) and "error" in payload:
+        return str(payload["error"])
+    return str(payload)[:200]
+
+
+def stats_table(stats: Mapping[str, Any]) -> Table:
+    """Render ``/_admin/stats`` for ``omshub sandbox stats``: one row per system and a total."""
+    table = Table(title="sandbox downstreams")
+    table.add_column("system")
+    for name in ("received", "accepted", "unique keys", "duplicates", "5xx", "timeout", "4xx"):
+        table.add_column(name, justify="right")
+    table.add_column("garbage", justify="right")
+
+    def cells(row: Mapping[str, Any]) -> list[str]:
+        faults = row.get("faults", {})
+        return [
+            str(row.get("received", 0)),
+            str(row.get("accepted", 0)),
+            str(row.get("unique_keys", 0)),
+            str(row.get("duplicates", 0)),
+            *(str(faults.get(name, 0)) for name in ("5xx", "timeout", "4xx", "garbage")),
+        ]
+
+    systems: Mapping[str, Any] = stats.get("systems", {})
+    for index, (system, row) in enumerate(sorted(systems.items())):
+        table.add_row(system, *cells(row), end_section=index == len(systems) - 1)
+    if "total" in stats:
+        table.add_row("total", *cells(stats["total"]), style="bold")
+    return table

@@ -1,0 +1,121 @@
+"""The compensation job (补偿机制): nothing depends on the broker keeping anything.
+
+Every interval, under a database lock so only one worker process sweeps at a time:
+
+1. RETRY rows whose ``next_retry_at`` is due are moved back to PENDING. That transition goes
+   through the binlog like any other, and the router routes rows entering PENDING: one path for
+   first attempts, retries and replays.
+2. PENDING rows not updated for ``pending_after_s`` were lost in flight (broker restarted, worker
+   killed before writing back, connector down). They are handed back as tasks for the caller to
+   enqueue directly, and their ``updated_at`` is touched so the next sweep leaves them alone while
+   they are worked on (a PENDING -> PENDING update the router ignores).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import pymysql
+
+from processors.router import task_from_row
+from processors.writeback import Database
+from schemas.pushes import PushType
+
+log = logging.getLogger(__name__)
+
+_LOCK = "omshub_sweeper"
+_EPOCH = dt.datetime(1970, 1, 1)
+_KNOWN = frozenset(t.value for t in PushType)
+
+
+@dataclass
+class SweepResult:
+    retries_due: int = 0
+    stale_pending: list[Any] | None = None
+    unknown_type_failed: int = 0
+    skipped_locked: bool = False
+
+
+class Sweeper:
+    def __init__(self, db: Database, pending_after_s: float, batch: int = 1000) -> None:
+        self.db = db
+        self.pending_after_s = pending_after_s
+        self.batch = batch
+        self.totals = {"retries_due": 0, "stale_pending": 0, "runs": 0}
+
+    def run_once(self) -> SweepResult:
+        """One sweep (blocking; run it in a thread)."""
+        result = SweepResult(stale_pending=[])
+        try:
+            conn = self.db.connection()
+            with conn.cursor() as cur:
+                cur.execute("SELECT GET_LOCK(%s, 0)", (_LOCK,))
+                row = cur.fetchone()
+                if not row or row[0] != 1:
+                    result.skipped_locked = True
+                    return result
+                try:
+                    result.retries_due = cur.execute(
+                        "UPDATE oms_order_push SET status = 'PENDING' "
+                        "WHERE status = 'RETRY' AND next_retry_at <= NOW(3) "
+                        "ORDER BY next_retry_at LIMIT %s",
+                        (self.batch,),
+                    )
+                    conn.commit()
+                    cur.execute(
+                        "SELECT id, order_no, push_type, payload, idempotency_key, attempts, "
+                        "parent_id, reverse_id, created_at FROM oms_order_push "
+                        "WHERE status = 'PENDING' AND updated_at < NOW(3) - INTERVAL %s SECOND "
+                        "ORDER BY id LIMIT %s",
+                        (self.pending_after_s, self.batch),
+                    )
+                    names = [d[0] for d in cur.description]
+                    rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+                    if rows:
+                        cur.execute(
+                            "UPDATE oms_order_push SET updated_at = NOW(3) "
+                            "WHERE id IN %s AND status = 'PENDING'",
+                            ([r["id"] for r in rows],),
+                        )
+                        unknown = [r["id"] for r in rows if r["push_type"] not in _KNOWN]
+                        if unknown:
+                            result.unknown_type_failed = cur.execute(
+                                "UPDATE oms_order_push SET status = 'FAILED', attempts = 1, "
+                                "last_error = CONCAT('unknown push_type ', QUOTE(push_type)) "
+                                "WHERE id IN %s AND status = 'PENDING'",
+                                (unknown,),
+                            )
+                        conn.commit()
+                    for row in rows:
+                        if row["push_type"] in _KNOWN:
+                            created = row.get("created_at")
+                            if isinstance(created, dt.datetime):  # naive UTC (session tz)
+                                row["created_at"] = (created - _EPOCH) // dt.timedelta(
+                                    milliseconds=1
+                                )
+                            result.stale_pending.append(
+                                task_from_row(row, {"sweeper": True, "reason": "stale PENDING"})
+                            )
+                finally:
+                    cur.execute("SELECT RELEASE_LOCK(%s)", (_LOCK,))
+                    cur.fetchall()
+        except pymysql.err.MySQLError as exc:
+            self.db.reset()
+            log.error("sweep failed; will try again", extra={"error": str(exc)})
+            return result
+        self.totals["runs"] += 1
+        self.totals["retries_due"] += result.retries_due
+        self.totals["stale_pending"] += len(result.stale_pending or [])
+        if result.retries_due or result.stale_pending:
+            log.info(
+                "sweep",
+                extra={
+                    "retries_due": result.retries_due,
+                    "stale_pending": len(result.stale_pending or []),
+                },
+            )
+        return result
+

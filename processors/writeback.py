@@ -1,0 +1,275 @@
+"""Batched write-back of push outcomes to ``oms_order_push``, follow-up inserts and DLQ records.
+
+Workers ``await submit(...)``: the outcome is queued, written with others in a few statements
+(``UPDATE ... WHERE id IN (...)`` for DONE, one statement per row for RETRY/FAILED, which carry
+per-row values), and the awaiting worker resumes only once its row is written. A worker therefore
+never moves past a message whose outcome is not in the database: if the process dies first, the
+message is delivered again (or the sweeper re-drives the row) and the downstream deduplicates on the
+idempotency key.
+
+Every UPDATE is guarded by ``status IN ('PENDING', 'RETRY')`` so a duplicate delivery cannot turn
+a DONE row back into RETRY or FAILED, and follow-ups use ``INSERT IGNORE`` on their deterministic
+idempotency key so a parent processed twice inserts each follow-up once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import logging
+import random
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+import pymysql
+
+from omshub.settings import MySQLParams
+from schemas.pushes import PushStatus
+from workers.base import Outcome, PushTask
+
+log = logging.getLogger(__name__)
+
+_GUARD = "status IN ('PENDING', 'RETRY')"
+_EPOCH = dt.datetime(1970, 1, 1)
+
+
+@dataclass
+class _Pending:
+    task: PushTask
+    outcome: Outcome
+    future: asyncio.Future[bool]
+
+
+@dataclass
+class WriteStats:
+    rows_written: int = 0
+    statements: int = 0
+    batches: int = 0
+    follow_ups_inserted: int = 0
+    dlq_records: int = 0
+    errors: int = 0
+    by_status: dict[str, int] = field(default_factory=dict)
+
+
+def _ms_to_datetime(ms: int | None) -> dt.datetime | None:
+    return None if ms is None else _EPOCH + dt.timedelta(milliseconds=ms)
+
+
+def follow_up_rows(task: PushTask, outcome: Outcome) -> list[tuple[Any, ...]]:
+    rows = []
+    for follow in outcome.follow_ups:
+        rows.append(
+            (
+                task.order_no,
+                task.reverse_id,
+                str(follow.push_type),
+                orjson.dumps(follow.payload, default=str).decode(),
+                task.id,
+                follow.idempotency_key(task.idempotency_key),
+            )
+        )
+    return rows
+
+
+class Database:
+    """One PyMySQL connection used from one thread; reconnects when the server went away."""
+
+    def __init__(self, params: MySQLParams) -> None:
+        self.params = params
+        self._conn: pymysql.connections.Connection[Any] | None = None
+
+    def connection(self) -> pymysql.connections.Connection[Any]:
+        if self._conn is None or not self._conn.open:
+            self._conn = pymysql.connect(
+                **self.params.pymysql_kwargs(),
+                autocommit=False,
+                init_command="SET time_zone = '+00:00'",
+                connect_timeout=5,
+            )
+        return self._conn
+
+    def reset(self) -> None:
+        if self._conn is not None:
+            try:
+                self._conn.close()
+            except pymysql.err.Error:
+                pass
+        self._conn = None
+
+
+class WriteBack:
+    """Collects outcomes from many concurrent workers and writes them in batches."""
+
+    def __init__(
+        self,
+        params: MySQLParams,
+        *,
+        send_dlq: Callable[[bytes, bytes], Awaitable[Any]] | None = None,
+        max_batch: int = 500,
+        flush_ms: int = 20,
+    ) -> None:
+        self.db = Database(params)
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="omshub-writeback")
+        self._queue: list[_Pending] = []
+        self._wakeup = asyncio.Event()
+        self._send_dlq = send_dlq
+        self.max_batch = max_batch
+        self.flush_s = flush_ms / 1000
+        self.stats = WriteStats()
+        self._runner: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        if self._runner is None:
+            self._runner = asyncio.get_running_loop().create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            self._runner.cancel()
+            try:
+                await self._runner
+            except asyncio.CancelledError:
+                pass
+            self._runner = None
+        if self._queue:
+            await self._flush(self._queue)
+            self._queue = []
+        self._executor.shutdown(wait=True)
+        self.db.reset()
+
+    async def submit(self, task: PushTask, outcome: Outcome) -> bool:
+        """Queue one outcome; returns once it is written (True if the row changed)."""
+        self.start()
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._queue.append(_Pending(task, outcome, future))
+        if len(self._queue) >= self.max_batch:
+            self._wakeup.set()
+        return await future
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                await asyncio.wait_for(self._wakeup.wait(), timeout=self.flush_s)
+            except TimeoutError:
+                pass
+            self._wakeup.clear()
+            if not self._queue:
+                continue
+            batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+            await self._flush(batch)
+
+    async def _flush(self, batch: list[_Pending]) -> None:
+        loop = asyncio.get_running_loop()
+        delay = 0.2
+        while True:
+            try:
+                changed = await loop.run_in_executor(self._executor, self._write, batch)
+                break
+            except pymysql.err.MySQLError as exc:
+                # The row is the truth: keep the workers waiting until it is written.
+                self.stats.errors += 1
+                self.db.reset()
+                log.error(
+                    "write-back failed; retrying",
+                    extra={"rows": len(batch), "error": str(exc), "in_s": round(delay, 2)},
+                )
+                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
+                delay = min(10.0, delay * 2)
+        for pending, row_changed in zip(batch, changed, strict=True):
+            if not pending.future.done():
+                pending.future.set_result(row_changed)
+        if self._send_dlq is not None:
+            for pending, row_changed in zip(batch, changed, strict=True):
+                if row_changed and pending.outcome.status is PushStatus.FAILED:
+                    await self._send_dlq(
+                        pending.task.order_no.encode(), dlq_record(pending.task, pending.outcome)
+                    )
+                    self.stats.dlq_records += 1
+
+    def _write(self, batch: list[_Pending]) -> list[bool]:
+        """Runs in the write-back thread: one transaction per batch."""
+        conn = self.db.connection()
+        changed = [False] * len(batch)
+        done_idx = [i for i, p in enumerate(batch) if p.outcome.status is PushStatus.DONE]
+        with conn.cursor() as cur:
+            if done_idx:
+                ids = [batch[i].task.id for i in done_idx]
+                cur.execute(
+                    "SELECT id FROM oms_order_push WHERE id IN %s AND " + _GUARD + " FOR UPDATE",
+                    (ids,),
+                )
+                live = {int(r[0]) for r in cur.fetchall()}
+                if live:
+                    cur.execute(
+                        "UPDATE oms_order_push SET status = 'DONE', attempts = attempts + 1, "
+                        "last_error = NULL, next_retry_at = NULL WHERE id IN %s AND " + _GUARD,
+                        (sorted(live),),
+                    )
+                    self.stats.statements += 1
+                follow_ups: list[tuple[Any, ...]] = []
+                for i in done_idx:
+                    if batch[i].task.id in live:
+                        changed[i] = True
+                        follow_ups.extend(follow_up_rows(batch[i].task, batch[i].outcome))
+                if follow_ups:
+                    self.stats.follow_ups_inserted += cur.executemany(
+                        "INSERT IGNORE INTO oms_order_push (order_no, reverse_id, push_type, "
+                        "payload, status, parent_id, idempotency_key) "
+                        "VALUES (%s, %s, %s, %s, 'PENDING', %s, %s)",
+                        follow_ups,
+                    ) or 0
+                    self.stats.statements += 1
+            for i, pending in enumerate(batch):
+                outcome = pending.outcome
+                if outcome.status is PushStatus.RETRY:
+                    changed[i] = bool(
+                        cur.execute(
+                            "UPDATE oms_order_push SET status = 'RETRY', attempts = %s, "
+                            "next_retry_at = %s, last_error = %s WHERE id = %s AND " + _GUARD,
+                            (
+                                outcome.attempts,
+                                _ms_to_datetime(outcome.next_retry_at_ms),
+                                (outcome.error or "")[:1024],
+                                pending.task.id,
+                            ),
+                        )
+                    )
+                    self.stats.statements += 1
+                elif outcome.status is PushStatus.FAILED:
+                    changed[i] = bool(
+                        cur.execute(
+                            "UPDATE oms_order_push SET status = 'FAILED', attempts = %s, "
+                            "next_retry_at = NULL, last_error = %s WHERE id = %s AND " + _GUARD,
+                            (outcome.attempts, (outcome.error or "")[:1024], pending.task.id),
+                        )
+                    )
+                    self.stats.statements += 1
+        conn.commit()
+        self.stats.batches += 1
+        for pending, row_changed in zip(batch, changed, strict=True):
+            if row_changed:
+                self.stats.rows_written += 1
+                key = str(pending.outcome.status)
+                self.stats.by_status[key] = self.stats.by_status.get(key, 0) + 1
+        return changed
+
+
+def dlq_record(task: PushTask, outcome: Outcome) -> bytes:
+    """The DLQ record: enough to understand and re-drive the push without the database."""
+    return orjson.dumps(
+        {
+            "push_id": task.id,
+            "order_no": task.order_no,
+            "push_type": task.push_type,
+            "idempotency_key": task.idempotency_key,
+            "error": outcome.error,
+            "attempts": outcome.attempts,
+            "http_status": outcome.http_status,
+            "source": task.source,
+            "payload": task.payload,
+            "failed_at_ms": int(time.time() * 1000),
+        }
+    )
