@@ -102,8 +102,12 @@ def run_demo(
             )
             result.written["oms_order"] += len(paid) + len(shipped)
             pushes = [
-                make_push(no, "SELLABLE_STOCK", {"order_no": no, "reason": "shipped"})
-                for no in shipped
+                make_push(
+                    no,
+                    "SELLABLE_STOCK",
+                    {"sku_code": f"SKU{i % 30:04d}", "warehouse_code": "SH01", "sellable": 40 + i},
+                )
+                for i, no in enumerate(shipped)
             ]
             insert_pushes(conn, pushes)
             result.written["oms_order_push"] += len(pushes)

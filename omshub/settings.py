@@ -119,6 +119,10 @@ class Settings(BaseSettings):
         '{"wms": {"concurrency": 64, "timeout_s": 5, "max_attempts": 8}}.',
     )
     worker_port: int = Field(16066, description="Web port of the Faust worker.")
+    app_id: str = Field("omshub", description="Faust app id: the worker's consumer group.")
+    topic_namespace: str = Field(
+        "omshub", description="Prefix of the hub's own topics: <ns>.push.<type>, <ns>.dlq."
+    )
     start_worker: bool = Field(True, description="Whether `omshub up` starts the Faust worker.")
     sweeper_interval_s: float = Field(2.0, description="How often the sweeper looks for work.")
     sweeper_pending_after_s: float = Field(

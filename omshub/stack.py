@@ -596,7 +596,7 @@ def _http_healthy(url: str) -> Callable[[], bool]:
     def healthy() -> bool:
         import urllib.request
 
-        with urllib.request.urlopen(url, timeout=2) as response:  # noqa: S310 - loopback URL
+        with urllib.request.urlopen(url, timeout=2) as response:
             return bool(response.status == 200)
 
     return healthy

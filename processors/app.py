@@ -22,14 +22,14 @@ import faust
 import orjson
 
 from connectors.binlog.config import load_config
-from omshub.fileio import write_json_atomic
 from omshub.errors import ContractError
+from omshub.fileio import write_json_atomic
 from omshub.settings import Settings
 from processors.router import route
 from processors.sweeper import Sweeper
 from processors.writeback import Database, WriteBack
 from schemas.change_event import ChangeEvent, decode
-from schemas.pushes import DLQ_TOPIC, PushStatus, PushType, push_topic
+from schemas.pushes import PushType, dlq_topic, push_topic
 from workers.base import Outcome, PushTask, Worker
 from workers.registry import build_workers, worker_for
 
@@ -54,10 +54,10 @@ def source_topic_name(settings: Settings) -> str:
     return config.table_topic(settings.mysql().database, "oms_order_push")
 
 
-def create_app(settings: Settings, *, app_id: str = "omshub") -> faust.App:
+def create_app(settings: Settings) -> faust.App:
     """Build the app with settings injected (no module-level globals, so tests can build many)."""
     app = faust.App(
-        app_id,
+        settings.app_id,
         broker=f"kafka://{settings.bootstrap_servers}",
         store="memory://",
         topic_partitions=4,
@@ -74,10 +74,16 @@ def create_app(settings: Settings, *, app_id: str = "omshub") -> faust.App:
         stream_buffer_maxsize=8192,
     )
     rt = Runtime(settings)
-    raw = {"key_type": bytes, "value_type": bytes, "key_serializer": "raw", "value_serializer": "raw"}
+    raw: dict[str, Any] = {
+        "key_type": bytes,
+        "value_type": bytes,
+        "key_serializer": "raw",
+        "value_serializer": "raw",
+    }
     source = app.topic(source_topic_name(settings), allow_empty=True, **raw)
-    work_topics = {t: app.topic(push_topic(t), **raw) for t in PushType}
-    dlq = app.topic(DLQ_TOPIC, **raw)
+    ns = settings.topic_namespace
+    work_topics = {t: app.topic(push_topic(t, ns), **raw) for t in PushType}
+    dlq = app.topic(dlq_topic(ns), **raw)
 
     async def send_dlq(key: bytes, value: bytes) -> None:
         await dlq.send(key=key, value=value)
@@ -148,7 +154,7 @@ def create_app(settings: Settings, *, app_id: str = "omshub") -> faust.App:
                     "change event does not match the contract; skipped",
                     extra={"topic": message.topic, "offset": message.offset, "error": str(exc)},
                 )
-            except Exception as exc:  # noqa: BLE001 - never let a message error escape the agent
+            except Exception as exc:
                 rt.counters["router_errors"] += 1
                 log.exception(
                     "router failed on a message; the sweeper will re-drive the row",
@@ -156,7 +162,7 @@ def create_app(settings: Settings, *, app_id: str = "omshub") -> faust.App:
                 )
 
     def make_worker_agent(name: str, types: list[PushType], concurrency: int) -> None:
-        channel = app.topic(*[push_topic(t) for t in types], **raw)
+        channel = app.topic(*[push_topic(t, ns) for t in types], **raw)
 
         async def work(stream: Any) -> None:
             await ensure_runtime()
@@ -178,9 +184,11 @@ def create_app(settings: Settings, *, app_id: str = "omshub") -> faust.App:
                 try:
                     await writeback.submit(task, outcome)
                     rt.counters[f"{name}.{outcome.status}"] += 1
-                except Exception as exc:  # noqa: BLE001 - the sweeper re-drives unwritten rows
+                except Exception as exc:
                     rt.counters["writeback_errors"] += 1
-                    log.exception("outcome not written", extra={"push_id": task.id, "error": str(exc)})
+                    log.exception(
+                        "outcome not written", extra={"push_id": task.id, "error": str(exc)}
+                    )
 
         work.__name__ = f"worker_{name}"
         app.agent(channel, name=f"worker-{name}", concurrency=concurrency)(work)
@@ -200,10 +208,10 @@ def create_app(settings: Settings, *, app_id: str = "omshub") -> faust.App:
         await ensure_runtime()
         assert rt.sweeper is not None
         result = await asyncio.get_running_loop().run_in_executor(None, rt.sweeper.run_once)
-        for task in result.stale_pending or []:
+        for task in result.stale_pending:
             await enqueue(task)
         rt.counters["swept_retries"] += result.retries_due
-        rt.counters["swept_pending"] += len(result.stale_pending or [])
+        rt.counters["swept_pending"] += len(result.stale_pending)
 
     status_path = settings.home.resolve() / "run" / "worker.status.json"
 
@@ -222,7 +230,7 @@ def create_app(settings: Settings, *, app_id: str = "omshub") -> faust.App:
         }
         write_json_atomic(status_path, data)
 
-    @app.on_before_shutdown.connect  # type: ignore[misc]
+    @app.on_before_shutdown.connect  # type: ignore[arg-type]
     async def _close(_app: Any, **_kwargs: Any) -> None:  # exercised by the process tests
         if rt.writeback is not None:
             await rt.writeback.stop()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import pymysql
@@ -34,7 +34,7 @@ _KNOWN = frozenset(t.value for t in PushType)
 @dataclass
 class SweepResult:
     retries_due: int = 0
-    stale_pending: list[Any] | None = None
+    stale_pending: list[Any] = field(default_factory=list)
     unknown_type_failed: int = 0
     skipped_locked: bool = False
 
@@ -48,7 +48,7 @@ class Sweeper:
 
     def run_once(self) -> SweepResult:
         """One sweep (blocking; run it in a thread)."""
-        result = SweepResult(stale_pending=[])
+        result = SweepResult()
         try:
             conn = self.db.connection()
             with conn.cursor() as cur:
@@ -108,14 +108,13 @@ class Sweeper:
             return result
         self.totals["runs"] += 1
         self.totals["retries_due"] += result.retries_due
-        self.totals["stale_pending"] += len(result.stale_pending or [])
+        self.totals["stale_pending"] += len(result.stale_pending)
         if result.retries_due or result.stale_pending:
             log.info(
                 "sweep",
                 extra={
                     "retries_due": result.retries_due,
-                    "stale_pending": len(result.stale_pending or []),
+                    "stale_pending": len(result.stale_pending),
                 },
             )
         return result
-

@@ -15,6 +15,7 @@ idempotency key so a parent processed twice inserts each follow-up once.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import logging
 import random
@@ -94,10 +95,8 @@ class Database:
 
     def reset(self) -> None:
         if self._conn is not None:
-            try:
+            with contextlib.suppress(pymysql.err.Error):
                 self._conn.close()
-            except pymysql.err.Error:
-                pass
         self._conn = None
 
 
@@ -129,10 +128,8 @@ class WriteBack:
     async def stop(self) -> None:
         if self._runner is not None:
             self._runner.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._runner
-            except asyncio.CancelledError:
-                pass
             self._runner = None
         if self._queue:
             await self._flush(self._queue)
@@ -151,10 +148,8 @@ class WriteBack:
 
     async def _run(self) -> None:
         while True:
-            try:
+            with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wakeup.wait(), timeout=self.flush_s)
-            except TimeoutError:
-                pass
             self._wakeup.clear()
             if not self._queue:
                 continue
@@ -215,12 +210,15 @@ class WriteBack:
                         changed[i] = True
                         follow_ups.extend(follow_up_rows(batch[i].task, batch[i].outcome))
                 if follow_ups:
-                    self.stats.follow_ups_inserted += cur.executemany(
-                        "INSERT IGNORE INTO oms_order_push (order_no, reverse_id, push_type, "
-                        "payload, status, parent_id, idempotency_key) "
-                        "VALUES (%s, %s, %s, %s, 'PENDING', %s, %s)",
-                        follow_ups,
-                    ) or 0
+                    self.stats.follow_ups_inserted += (
+                        cur.executemany(
+                            "INSERT IGNORE INTO oms_order_push (order_no, reverse_id, push_type, "
+                            "payload, status, parent_id, idempotency_key) "
+                            "VALUES (%s, %s, %s, %s, 'PENDING', %s, %s)",
+                            follow_ups,
+                        )
+                        or 0
+                    )
                     self.stats.statements += 1
             for i, pending in enumerate(batch):
                 outcome = pending.outcome

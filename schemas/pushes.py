@@ -52,11 +52,15 @@ PUSH_TYPES: dict[PushType, Endpoint] = {
     PushType.FMS_REFUND_APPLY: Endpoint("fms", "/fms/refund-applications", "推送FMS申请退款"),
     PushType.FMS_SETTLEMENT: Endpoint("fms", "/fms/settlements", "推送FMS结算"),
     PushType.FMS_REFUND_VOUCHER: Endpoint("fms", "/fms/refund-vouchers", "推送FMS退款凭证"),
-    PushType.PRESALE_STOCK: Endpoint("purchasing", "/purchasing/presale-stock", "预售推送可卖数维护"),
+    PushType.PRESALE_STOCK: Endpoint(
+        "purchasing", "/purchasing/presale-stock", "预售推送可卖数维护"
+    ),
     PushType.SUPPLIER_VIRTUAL_OUT: Endpoint(
         "supplier", "/supplier/virtual-outbound", "产地直发采退单虚出"
     ),
-    PushType.REQUESTER_NOTIFY: Endpoint("notify", "/notify/requester", "通知请求者是否可以取消或退货"),
+    PushType.REQUESTER_NOTIFY: Endpoint(
+        "notify", "/notify/requester", "通知请求者是否可以取消或退货"
+    ),
     PushType.SELLABLE_STOCK: Endpoint("stock", "/stock/sellable", "推送可卖数维护"),
     PushType.TMS_PUSH: Endpoint("tms", "/tms/pickups", "推送TMS"),
     PushType.COUPON_UNBIND: Endpoint("coupon", "/coupon/unbind", "解绑积分商城优惠券"),
@@ -65,9 +69,11 @@ PUSH_TYPES: dict[PushType, Endpoint] = {
 SYSTEMS: tuple[str, ...] = tuple(sorted({e.system for e in PUSH_TYPES.values()}))
 
 
-def push_topic(push_type: PushType | str) -> str:
+def push_topic(push_type: PushType | str, namespace: str = "omshub") -> str:
     """Per-type work topic the router writes and that type's worker agent reads."""
-    return f"omshub.push.{push_type}"
+    return f"{namespace}.push.{push_type}"
 
 
-DLQ_TOPIC = "omshub.dlq"
+def dlq_topic(namespace: str = "omshub") -> str:
+    """Dead letters: pushes that ended FAILED, with error, attempts, position and payload."""
+    return f"{namespace}.dlq"

@@ -21,10 +21,10 @@ from omshub.errors import StackError
 from omshub.settings import Settings
 from omshub.stack import (
     CONNECTOR,
-    SANDBOX,
-    WORKER,
     MARIADB,
+    SANDBOX,
     TANSU,
+    WORKER,
     ComponentSpec,
     LocalStack,
     StackEvent,
