@@ -165,6 +165,7 @@ class _Record:
     status: int = 0
     outcome: str = ""
     answer_id: str | None = None
+    received_at_ms: int = 0  # wall clock (epoch ms), comparable with database timestamps
 
     def as_dict(self) -> dict[str, Any]:
         body: Any
@@ -180,6 +181,7 @@ class _Record:
             "push_id": self.push_id,
             "body": body,
             "received_at": self.received_at,
+            "received_at_ms": self.received_at_ms,
             "status": self.status,
             "outcome": self.outcome,
             "id": self.answer_id,
@@ -305,7 +307,14 @@ class Sandbox:
 
         self._seq += 1
         record = _Record(
-            self._seq, system, path, key, headers.get("X-Omshub-Push-Id"), body, received_at
+            self._seq,
+            system,
+            path,
+            key,
+            headers.get("X-Omshub-Push-Id"),
+            body,
+            received_at,
+            received_at_ms=int(time.time() * 1000),
         )
         if len(self.records) < self.max_records:
             self.records.append(record)

@@ -23,6 +23,8 @@ def stack_env(tmp_path):
         "OMSHUB_HOME": str(home),
         "OMSHUB_MYSQL_PORT": "23346",
         "OMSHUB_KAFKA_PORT": "29146",
+        "OMSHUB_SANDBOX_PORT": "28146",
+        "OMSHUB_WORKER_PORT": "26146",
     }
     env.pop("OMSHUB_MYSQL_URL", None)
     env.pop("OMSHUB_KAFKA_BOOTSTRAP_SERVERS", None)
@@ -54,7 +56,13 @@ def test_up_status_down(stack_env):
     assert data["mysql_url"] == "mysql://omshub:***@127.0.0.1:23346/oms"
     assert data["bootstrap_servers"] == "127.0.0.1:29146"
     states = {name: c["state"] for name, c in data["components"].items()}
-    assert states == {"mariadb": "running", "tansu": "running", "connector": "running"}
+    assert states == {
+        "mariadb": "running",
+        "tansu": "running",
+        "connector": "running",
+        "sandbox": "running",
+        "worker": "running",
+    }
     pids = {name: c["pid"] for name, c in data["components"].items()}
     wait_until(
         lambda: (status(stack_env).get("connector") or {}).get("phase") == "streaming",
@@ -79,7 +87,7 @@ def test_up_status_down(stack_env):
 
     down = omshub(stack_env, "down")
     assert down.returncode == 0, down.stderr
-    for pid in (after["mariadb"]["pid"], after["tansu"]["pid"], after["connector"]["pid"]):
+    for pid in (c["pid"] for c in after.values()):
         wait_until(lambda pid=pid: not pid_alive(pid), 30, what=f"pid {pid} to exit")
     assert {c["state"] for c in status(stack_env)["components"].values()} == {"stopped"}
 
