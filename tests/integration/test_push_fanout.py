@@ -24,8 +24,9 @@ from omshub.procs import pid_alive, wait_until
 from omshub.sandbox import SandboxClient
 from omshub.settings import MySQLParams
 from schemas.payloads import EXAMPLE_PAYLOADS
-from schemas.pushes import PushType, dlq_topic
+from schemas.pushes import SYSTEMS, PushType, dlq_topic
 from tests.integration.conftest import REPO, TEST_HOME, connector_document, sql
+from workers.registry import WORKER_CLASSES
 
 SANDBOX_PORT = 28090
 
@@ -137,9 +138,7 @@ def pipeline(scratch_db, start_connector, sandbox_url, bootstrap, tmp_path) -> I
     start_connector(scratch_db, doc)
     namespace = f"it{uuid.uuid4().hex[:8]}"
     fast_retries = {
-        name: {"backoff_base_s": 0.2, "backoff_cap_s": 1.0}
-        for name in ("wms", "fms", "fms_settlement", "stock", "purchasing", "supplier", "notify",
-                     "tms", "coupon")
+        cls.name: {"backoff_base_s": 0.2, "backoff_cap_s": 1.0} for cls in WORKER_CLASSES
     }
     env = {
         **os.environ,
@@ -269,7 +268,7 @@ def test_mixed_pushes_with_faults_all_reach_a_final_state(pipeline, bootstrap):
         )
     }
     received: set[str] = set()
-    for system in {"wms", "fms", "stock", "purchasing", "supplier", "notify", "tms", "coupon"}:
+    for system in SYSTEMS:
         received |= set(pipeline.sandbox.keys(system))
     assert done_keys <= received, f"{len(done_keys - received)} DONE rows never reached downstream"
 
@@ -285,9 +284,7 @@ def test_worker_killed_mid_run_loses_nothing(pipeline):
     rows = push_rows(tag, 1500, random.Random(4))
     pipeline.sandbox.set_faults(system="*", latency_ms=20)
     insert(pipeline.params, rows)
-    wait_until(
-        lambda: pipeline.statuses(tag).get("DONE", 0) >= 300, 120, what="300 pushes done"
-    )
+    wait_until(lambda: pipeline.statuses(tag).get("DONE", 0) >= 300, 120, what="300 pushes done")
     pipeline.kill_worker()
     before_restart = pipeline.statuses(tag)
     assert before_restart.get("DONE", 0) < 1500, "the kill came too late to test anything"
@@ -296,7 +293,7 @@ def test_worker_killed_mid_run_loses_nothing(pipeline):
     counts = pipeline.wait_final(tag, 1500)
     assert counts == {"DONE": 1500}, counts
     received: set[str] = set()
-    for system in ("wms", "fms", "stock", "purchasing", "supplier", "notify", "tms", "coupon"):
+    for system in SYSTEMS:
         received |= {k for k in pipeline.sandbox.keys(system) if k.startswith(tag)}
     assert len(received) == 1500
 
