@@ -34,6 +34,7 @@ import dataclasses
 import datetime as dt
 import itertools
 import math
+import os
 import time
 import uuid
 import zlib
@@ -111,13 +112,25 @@ def make_rows(tag: str, start: int, count: int) -> list[tuple[Any, ...]]:
     return rows
 
 
+DEADLOCK_RETRIES = [0]
+"""INSERTs rolled back as a deadlock victim and re-run by this script (as upstream would)."""
+
+
 def insert_rows(cur: Any, rows: Sequence[tuple[Any, ...]]) -> None:
     """One multi-row INSERT (autocommit): every row gets the statement's created_at."""
     sql = (
         "INSERT INTO oms_order_push (order_no, push_type, payload, status, idempotency_key) VALUES "
         + ",".join(["(%s, %s, %s, 'PENDING', %s)"] * len(rows))
     )
-    cur.execute(sql, [value for row in rows for value in row])
+    args = [value for row in rows for value in row]
+    for attempt in range(5):
+        try:
+            cur.execute(sql, args)
+            return
+        except pymysql.err.OperationalError as exc:
+            if exc.args[0] != 1213 or attempt == 4:  # ER_LOCK_DEADLOCK: the statement rolled back
+                raise
+            DEADLOCK_RETRIES[0] += 1
 
 
 def insert_paced(params: MySQLParams, tag: str, rate: float, seconds: float) -> int:
@@ -222,22 +235,36 @@ def _epoch_ms(value: Any) -> Any:
     return value
 
 
+class _ReadCommitted(Database):
+    """The relay's connection in READ COMMITTED, as queue pollers using SKIP LOCKED run: under
+    REPEATABLE READ the locking SELECT also takes gap locks, which block (and deadlock with) the
+    upstream INSERTs the relay is meant to pick up."""
+
+    def connection(self) -> pymysql.connections.Connection[Any]:
+        fresh = self._conn is None or not self._conn.open
+        conn = super().connection()
+        if fresh:
+            with conn.cursor() as cur:
+                cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
+        return conn
+
+
 class PollingRelay:
     """The baseline: a scheduled job polling the table, the classic transactional-outbox relay.
 
     Every ``POLL_INTERVAL_S`` (fixed rate, whether or not the last batch is finished) one short
-    transaction claims up to ``POLL_LIMIT`` due PENDING rows: ``SELECT ... FOR UPDATE SKIP LOCKED``
-    (another relay instance skips them instead of waiting), then ``UPDATE ... SET next_retry_at =
-    now + LEASE_S`` as a lease, so later polls skip rows in flight and a crashed relay's rows come
-    back once the lease expires; COMMIT. The claimed rows go to the same worker objects the Faust
-    agents use (each bounds its own in-flight requests) and outcomes go through the same
-    ``WriteBack`` (DONE clears ``next_retry_at``).
+    READ COMMITTED transaction claims up to ``POLL_LIMIT`` due PENDING rows: ``SELECT ... FOR
+    UPDATE SKIP LOCKED`` (another relay instance skips them instead of waiting), then ``UPDATE ...
+    SET next_retry_at = now + LEASE_S`` as a lease, so later polls skip rows in flight and a
+    crashed relay's rows come back once the lease expires; COMMIT. The claimed rows go to the
+    same worker objects the Faust agents use (each bounds its own in-flight requests) and the
+    outcomes through the same ``WriteBack`` (DONE clears ``next_retry_at``).
     """
 
     def __init__(self, params: MySQLParams, settings: Settings) -> None:
         self.params = params
         self.settings = settings
-        self.db = Database(params)
+        self.db = _ReadCommitted(params)
         self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="relay-poll")
         self.stop_event = asyncio.Event()
         self.inflight: set[asyncio.Task[None]] = set()
@@ -342,7 +369,6 @@ class PhaseResult:
     statements: int = 0
     questions: int = 0
     duplicates: int = 0
-    seconds: float = 0.0
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -382,6 +408,7 @@ class Bench:
             f"http://{settings.sandbox_host}:{settings.sandbox_port}", timeout=120
         )
         self.run_tag = f"bp{uuid.uuid4().hex[:8]}"
+        self.relay_note = ""
 
     def prepare_sandbox(self) -> None:
         self.sandbox.clear_faults()
@@ -408,7 +435,6 @@ class Bench:
         tag = f"{self.run_tag}:{design[:3]}:{phase}"
         result = PhaseResult(design, phase, offered)
         before = await asyncio.to_thread(self.monitor.status)
-        t0 = time.monotonic()
         result.inserted = await asyncio.to_thread(load, params, tag)
         deadline = time.monotonic() + self.args.deadline_s
         while True:
@@ -418,7 +444,6 @@ class Bench:
                 break
             await asyncio.sleep(DONE_POLL_S)
         after = await asyncio.to_thread(self.monitor.status)
-        result.seconds = time.monotonic() - t0
         result.statements, result.questions = statement_delta(before, after)
         if not measure:
             await asyncio.to_thread(self.sandbox.reset)
@@ -490,6 +515,10 @@ class Bench:
             finally:
                 relay.stop_event.set()
                 await runner
+                self.relay_note = (
+                    f"polling relay: {relay.polls} polls, {relay.claimed:,} rows claimed, "
+                    f"{relay.errors} failed polls"
+                )
         finally:
             conn = pymysql.connect(**params.pymysql_kwargs(with_db=False), autocommit=True)
             with conn.cursor() as cur:
@@ -634,8 +663,13 @@ def main() -> None:
     bench.prepare_sandbox()
     try:
         idle = bench.idle_rate()
-        console.print(f"run {bench.run_tag}: background {idle:.1f} statements/s while idle")
+        load1 = os.getloadavg()[0]
+        console.print(
+            f"run {bench.run_tag}: background {idle:.1f} statements/s while idle, "
+            f"load average {load1:.2f} on {os.cpu_count()} CPUs"
+        )
         results = asyncio.run(run(bench))
+        load_end = os.getloadavg()
     finally:
         with contextlib.suppress(Exception):
             bench.sandbox.clear_faults()
@@ -649,6 +683,16 @@ def main() -> None:
         f"heartbeats: {idle:.1f} statements/s when idle), the same for both designs. "
         "Downstream = sandbox receive time of the first accepted request per key; insert = "
         "created_at, DONE = updated_at (server clock).[/]"
+    )
+    if DEADLOCK_RETRIES[0]:
+        console.print(
+            f"[yellow]load generator: {DEADLOCK_RETRIES[0]} INSERTs re-run after a deadlock[/]"
+        )
+    if bench.relay_note:
+        console.print(f"[dim]{bench.relay_note}[/]")
+    console.print(
+        f"[dim]load average at the end: {load_end[0]:.2f} (1 min) {load_end[1]:.2f} (5 min) "
+        f"on {os.cpu_count()} CPUs; other programs on the machine compete with the stack[/]"
     )
     dupes = [f"{r.design} {r.phase}: {r.duplicates:,}" for r in results if r.duplicates]
     if dupes:

@@ -599,9 +599,13 @@ def build_app(sandbox: Sandbox | None = None) -> web.Application:
     sandbox = sandbox or Sandbox()
     app = web.Application(client_max_size=16 * 1024 * 1024)
     app[SANDBOX_KEY] = sandbox
+    app[_INTERCEPTS_KEY] = {}
     router = app.router
     for path, system in sandbox.routes.items():
         router.add_route("*", path, _push_handler(sandbox, system, path))
+    for system in ("wms", "supplier"):
+        router.add_post(f"/{system}/intercepts", _intercept_handler(system))
+    router.add_get("/_admin/intercepts", _get_intercepts, allow_head=False)
     router.add_post("/_admin/faults", _post_faults)
     router.add_get("/_admin/faults", _get_faults, allow_head=False)
     router.add_delete("/_admin/faults", _delete_faults)
@@ -612,6 +616,56 @@ def build_app(sandbox: Sandbox | None = None) -> web.Application:
     router.add_get("/healthz", _healthz)
     router.add_route("*", "/{tail:.*}", _not_found)
     return app
+
+
+#: Order statuses after which a parcel has left the warehouse (or the supplier) for good.
+DEPARTED_STATUSES = frozenset({"SHIPPED", "SIGNED"})
+_INTERCEPTS_KEY = web.AppKey("intercepts", dict)
+
+
+def _intercept_handler(system: str) -> Any:
+    """WMS / supplier intercepts: stop a parcel unless it already left.
+
+    The decision follows the order status the hub sends (a parcel of a SHIPPED or SIGNED order
+    has left), which is what a real WMS decides from its own records. A repeated Idempotency-Key
+    gets the first answer.
+    """
+
+    async def handler(request: web.Request) -> web.Response:
+        key = request.headers.get("Idempotency-Key")
+        if not key:
+            return _json_error(400, "missing Idempotency-Key header")
+        try:
+            body = await request.json()
+        except ValueError:
+            return _json_error(400, "body is not JSON")
+        if not isinstance(body, dict) or not isinstance(body.get("order_no"), str):
+            return _json_error(400, "body must be a JSON object with order_no")
+        answers = request.app[_INTERCEPTS_KEY]
+        answer = answers.get((system, key))
+        if answer is None:
+            left = str(body.get("order_status") or "") in DEPARTED_STATUSES
+            answer = {
+                "status": "accepted",
+                "system": system,
+                "order_no": body["order_no"],
+                "intercepted": not left,
+                "reason": "parcel already left the warehouse" if left else "parcel stopped",
+                "idempotency_key": key,
+            }
+            answers[(system, key)] = answer
+        return web.json_response(answer)
+
+    return handler
+
+
+async def _get_intercepts(request: web.Request) -> web.Response:
+    answers = request.app[_INTERCEPTS_KEY]
+    return web.json_response(list(answers.values()))
+
+
+def _json_error(status: int, message: str) -> web.Response:
+    return web.json_response({"status": "rejected", "error": message}, status=status)
 
 
 async def serve(host: str, port: int, sandbox: Sandbox | None = None) -> None:

@@ -24,7 +24,6 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
-from fractions import Fraction
 from typing import TYPE_CHECKING, Any
 from uuid import uuid4
 
@@ -32,6 +31,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from omshub.errors import ContractError
+from omshub.money import allocate as allocate  # re-exported: seed.allocate is public
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -212,38 +212,6 @@ class SeedSummary:
 
 
 # ------------------------------------------------------------------------------------ amounts
-
-
-def allocate(amount: Decimal, weights: Sequence[Decimal]) -> list[Decimal]:
-    """Split ``amount`` over ``weights`` pro rata, in cents, summing exactly to ``amount``.
-
-    Largest remainder (Hamilton): every share is floored to the cent and the cents left over go to
-    the largest fractional parts, earlier lines first on ties. Plain rounding would leave the lines
-    a cent above or below the order total, which finance reconciliation rejects. All-zero weights
-    split evenly, so an order of free items can still carry freight.
-    """
-    if not weights:
-        if amount:
-            raise ValueError(f"cannot allocate {amount} over no lines")
-        return []
-    if any(w < 0 for w in weights):
-        raise ValueError(f"allocation weights must not be negative: {list(weights)}")
-    cents = int((amount / CENT).to_integral_exact())
-    if Decimal(cents) * CENT != amount:
-        raise ValueError(f"amount {amount} is not a whole number of cents")
-    sign = -1 if cents < 0 else 1
-    cents = abs(cents)
-    fractions_ = [Fraction(w) for w in weights]
-    if sum(fractions_) == 0:
-        fractions_ = [Fraction(1)] * len(weights)
-    total = sum(fractions_)
-    exact = [cents * w / total for w in fractions_]
-    floors = [int(x) for x in exact]
-    left = cents - sum(floors)
-    order = sorted(range(len(exact)), key=lambda k: (-(exact[k] - floors[k]), k))
-    for k in order[:left]:
-        floors[k] += 1
-    return [(sign * c * CENT).quantize(CENT) for c in floors]
 
 
 def _money(value: Decimal) -> Decimal:

@@ -1,18 +1,21 @@
-"""The Faust app: the push router, one agent per worker type, and the sweeper.
+"""The Faust app: push router, one agent per worker type, reverse flow, stock, lookups, sweeper.
 
 Agents stay thin: decode, route, await. Each worker agent runs with its worker's own concurrency
 (Faust runs that many actors over the topic), so an I/O-bound downstream gets many requests in
 flight while a CPU-bound one gets few. No per-message exception escapes an agent: Faust would
-acknowledge the message anyway, so every failure becomes a row state (and a DLQ record).
+acknowledge the message anyway, so every failure becomes a row state, a DLQ record, or (for
+derived state) a logged error that the next re-snapshot repairs.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import os
 import time
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,38 +23,72 @@ from typing import Any
 import aiohttp
 import faust
 import orjson
+from aiohttp import web
 
 from connectors.binlog.config import load_config
 from omshub.errors import ContractError
 from omshub.fileio import write_json_atomic
 from omshub.settings import Settings
+from processors.cancel_lookup import (
+    CancelApplicationIndex,
+    make_fetch,
+    make_handler,
+    snapshot_order_nos,
+)
+from processors.cancel_lookup import stats as lookup_stats
+from processors.reverse import Intercepts, ReverseFlow
 from processors.router import route
+from processors.stock import STOCK_TOPIC, SellableUpdate, StockCoalescer, sellable_from_event
 from processors.sweeper import Sweeper
 from processors.writeback import Database, WriteBack
-from schemas.change_event import ChangeEvent, decode
-from schemas.pushes import PushType, dlq_topic, push_topic
+from schemas.change_event import ChangeEvent, Record, decode
+from schemas.finance import FINANCE_TOPICS, refund_event, settlement_event
+from schemas.pushes import PushStatus, PushType, dlq_topic, push_topic
 from workers.base import Outcome, PushTask, Worker
 from workers.registry import build_workers, worker_for
 
 log = logging.getLogger(__name__)
 
+_RAW: dict[str, Any] = {
+    "key_type": bytes,
+    "value_type": bytes,
+    "key_serializer": "raw",
+    "value_serializer": "raw",
+}
+
 
 @dataclass
 class Runtime:
-    """Process-wide state the agents share (created on the worker's event loop)."""
+    """Process-wide state the agents share, created on the worker's event loop."""
 
     settings: Settings
     session: aiohttp.ClientSession | None = None
     workers: dict[str, Worker] = field(default_factory=dict)
     writeback: WriteBack | None = None
     sweeper: Sweeper | None = None
+    reverse: ReverseFlow | None = None
+    stock: StockCoalescer | None = None
+    lookup: CancelApplicationIndex = field(default_factory=CancelApplicationIndex)
+    executor: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=4, thread_name_prefix="omshub")
+    )
     counters: Counter[str] = field(default_factory=Counter)
     started_at: float = field(default_factory=time.time)
 
 
-def source_topic_name(settings: Settings) -> str:
+def table_topic(settings: Settings, table: str) -> str:
     config = load_config(settings.connector_config)
-    return config.table_topic(settings.mysql().database, "oms_order_push")
+    return config.table_topic(settings.mysql().database, table)
+
+
+def _decode(message: Any) -> Record:
+    return decode(
+        message.topic,
+        message.key,
+        message.value,
+        partition=message.partition,
+        offset=message.offset,
+    )
 
 
 def create_app(settings: Settings) -> faust.App:
@@ -74,16 +111,12 @@ def create_app(settings: Settings) -> faust.App:
         stream_buffer_maxsize=8192,
     )
     rt = Runtime(settings)
-    raw: dict[str, Any] = {
-        "key_type": bytes,
-        "value_type": bytes,
-        "key_serializer": "raw",
-        "value_serializer": "raw",
-    }
-    source = app.topic(source_topic_name(settings), allow_empty=True, **raw)
     ns = settings.topic_namespace
-    work_topics = {t: app.topic(push_topic(t, ns), **raw) for t in PushType}
-    dlq = app.topic(dlq_topic(ns), **raw)
+    params = settings.mysql()
+    work_topics = {t: app.topic(push_topic(t, ns), **_RAW) for t in PushType}
+    dlq = app.topic(dlq_topic(ns), **_RAW)
+    finance = {kind: app.topic(name, **_RAW) for kind, name in FINANCE_TOPICS.items()}
+    sellable_topic = app.topic(STOCK_TOPIC, **_RAW)
 
     async def send_dlq(key: bytes, value: bytes) -> None:
         await dlq.send(key=key, value=value)
@@ -96,13 +129,15 @@ def create_app(settings: Settings) -> faust.App:
             )
             rt.workers = build_workers(rt.session, settings)
             rt.writeback = WriteBack(
-                settings.mysql(),
+                params,
                 send_dlq=send_dlq,
                 max_batch=settings.writeback_max_batch,
                 flush_ms=settings.writeback_flush_ms,
             )
             rt.writeback.start()
-            rt.sweeper = Sweeper(Database(settings.mysql()), settings.sweeper_pending_after_s)
+            rt.sweeper = Sweeper(Database(params), settings.sweeper_pending_after_s)
+            rt.reverse = ReverseFlow(params, Intercepts(rt.session, settings.downstream_url))
+            rt.stock = StockCoalescer(params, publish_sellable, push_sellable)
         return rt
 
     async def enqueue(task: PushTask) -> None:
@@ -110,20 +145,19 @@ def create_app(settings: Settings) -> faust.App:
             key=task.order_no.encode(), value=task.to_json()
         )
 
-    @app.agent(source, name="push-router")
+    # -- push router ---------------------------------------------------------------------
+
+    @app.agent(
+        app.topic(table_topic(settings, "oms_order_push"), allow_empty=True, **_RAW),
+        name="push-router",
+    )
     async def push_router(stream: Any) -> None:
         await ensure_runtime()
         assert rt.writeback is not None
         async for event in stream.events():
             message = event.message
             try:
-                record = decode(
-                    message.topic,
-                    message.key,
-                    message.value,
-                    partition=message.partition,
-                    offset=message.offset,
-                )
+                record = _decode(message)
                 if not isinstance(record, ChangeEvent):
                     continue
                 decision = route(record)
@@ -131,16 +165,14 @@ def create_app(settings: Settings) -> faust.App:
                     await enqueue(decision.task)
                     rt.counters["routed"] += 1
                 elif decision.fail_id is not None:
+                    after = record.after or {}
                     task = PushTask(
                         id=decision.fail_id,
-                        order_no=str((record.after or {}).get("order_no") or ""),
-                        push_type=str((record.after or {}).get("push_type") or ""),
-                        payload=(record.after or {}).get("payload"),
-                        idempotency_key=str((record.after or {}).get("idempotency_key") or ""),
-                        attempts=int((record.after or {}).get("attempts") or 0),
-                        parent_id=None,
-                        reverse_id=None,
-                        created_at_ms=None,
+                        order_no=str(after.get("order_no") or ""),
+                        push_type=str(after.get("push_type") or ""),
+                        payload=after.get("payload"),
+                        idempotency_key=str(after.get("idempotency_key") or ""),
+                        attempts=int(after.get("attempts") or 0),
                         source=record.source.as_dict(),
                         routed_at_ms=int(time.time() * 1000),
                     )
@@ -161,8 +193,17 @@ def create_app(settings: Settings) -> faust.App:
                     extra={"offset": message.offset, "error": str(exc)},
                 )
 
+    # -- workers -------------------------------------------------------------------------
+
+    async def emit_finance(task: PushTask, outcome: Outcome) -> None:
+        for kind, build in (("refund", refund_event), ("settlement", settlement_event)):
+            event = build(task, outcome)
+            if event is not None:
+                await finance[kind].send(key=event.key_bytes(), value=event.to_json())
+                rt.counters[f"finance.{kind}"] += 1
+
     def make_worker_agent(name: str, types: list[PushType], concurrency: int) -> None:
-        channel = app.topic(*[push_topic(t, ns) for t in types], **raw)
+        channel = app.topic(*[push_topic(t, ns) for t in types], **_RAW)
 
         async def work(stream: Any) -> None:
             await ensure_runtime()
@@ -182,8 +223,10 @@ def create_app(settings: Settings) -> faust.App:
                 except Exception as exc:  # noqa: BLE001 - handle() should not raise; be sure
                     outcome = Outcome.failed(f"{type(exc).__name__}: {exc}", task.attempts + 1)
                 try:
-                    await writeback.submit(task, outcome)
+                    changed = await writeback.submit(task, outcome)
                     rt.counters[f"{name}.{outcome.status}"] += 1
+                    if changed and outcome.status is PushStatus.DONE:
+                        await emit_finance(task, outcome)
                 except Exception as exc:
                     rt.counters["writeback_errors"] += 1
                     log.exception(
@@ -203,17 +246,156 @@ def create_app(settings: Settings) -> faust.App:
     for name, types in by_worker.items():
         make_worker_agent(name, types, concurrency[name])
 
+    # -- reverse flow --------------------------------------------------------------------
+
+    @app.agent(
+        app.topic(table_topic(settings, "oms_reverse_order"), allow_empty=True, **_RAW),
+        name="reverse-flow",
+        concurrency=4,
+    )
+    async def reverse_flow(stream: Any) -> None:
+        await ensure_runtime()
+        assert rt.reverse is not None
+        async for event in stream.events():
+            try:
+                record = _decode(event.message)
+                if not isinstance(record, ChangeEvent) or record.after is None:
+                    continue
+                if record.after.get("status") != "CREATED":
+                    continue  # our own step updates, or rows already handled
+                result = await rt.reverse.process(str(record.after["reverse_no"]))
+                rt.counters[f"reverse.{result.status}"] += 1
+            except Exception as exc:
+                rt.counters["reverse_errors"] += 1
+                log.exception(
+                    "reverse flow failed; the sweeper will resume it", extra={"error": str(exc)}
+                )
+
+    # -- sellable stock ------------------------------------------------------------------
+
+    async def publish_sellable(update: SellableUpdate) -> None:
+        key = f"{update.sku_code}:{update.warehouse_code}".encode()
+        await sellable_topic.send(key=key, value=update.to_json())
+
+    async def push_sellable(update: SellableUpdate) -> bool:
+        worker = rt.workers["stock"]
+        task = PushTask(
+            id=0,
+            order_no=f"{update.sku_code}@{update.warehouse_code}",
+            push_type=str(PushType.SELLABLE_STOCK),
+            payload=orjson.dumps(
+                {
+                    "sku_code": update.sku_code,
+                    "warehouse_code": update.warehouse_code,
+                    "sellable": update.sellable,
+                    "source_position": update.source,
+                }
+            ).decode(),
+            idempotency_key=update.event_id()[:128],
+            source=update.source,
+        )
+        for attempt in range(worker.pool.max_attempts):
+            outcome = await worker.handle(dataclasses.replace(task, attempts=attempt))
+            if outcome.status is PushStatus.DONE:
+                return True
+            if outcome.status is PushStatus.FAILED:
+                break
+            await asyncio.sleep(min(2.0, 0.1 * 2**attempt))
+        log.error("sellable stock not delivered", extra={"key": update.event_id()})
+        return False
+
+    @app.agent(
+        app.topic(table_topic(settings, "wms_inv"), allow_empty=True, **_RAW), name="sellable-stock"
+    )
+    async def sellable_stock(stream: Any) -> None:
+        await ensure_runtime()
+        assert rt.stock is not None
+        async for event in stream.events():
+            try:
+                record = _decode(event.message)
+                if isinstance(record, ChangeEvent):
+                    update = sellable_from_event(record)
+                    if update is not None:
+                        rt.stock.add(update)
+            except Exception as exc:
+                rt.counters["stock_errors"] += 1
+                log.exception("stock change skipped", extra={"error": str(exc)})
+
+    @app.timer(interval=0.2, name="stock-flush")
+    async def stock_flush() -> None:
+        await ensure_runtime()
+        assert rt.stock is not None
+        try:
+            rt.counters["stock_sent"] += await rt.stock.flush()
+        except Exception as exc:  # noqa: BLE001 - kept pending for the next flush
+            rt.counters["stock_flush_errors"] += 1
+            log.error("stock flush failed; will retry", extra={"error": str(exc)})
+
+    # -- cancel-application lookup -------------------------------------------------------
+
+    fetch = make_fetch(params, rt.executor)
+
+    @app.agent(
+        app.topic(table_topic(settings, "cs_cancel_application"), allow_empty=True, **_RAW),
+        name="cancel-applications",
+    )
+    async def cancel_applications(stream: Any) -> None:
+        async for event in stream.events():
+            try:
+                record = _decode(event.message)
+                if isinstance(record, ChangeEvent):
+                    rt.lookup.on_change(record)
+            except Exception as exc:  # noqa: BLE001 - a miss here only costs a DB read
+                rt.counters["lookup_errors"] += 1
+                log.error("cancel application change skipped", extra={"error": str(exc)})
+
+    @app.task
+    async def rebuild_lookup() -> None:
+        loop = asyncio.get_running_loop()
+        try:
+            count = await loop.run_in_executor(
+                rt.executor, lambda: rt.lookup.rebuild(snapshot_order_nos(params))
+            )
+            log.info("cancel-application filter built", extra={"order_nos": count})
+        except Exception as exc:  # noqa: BLE001 - lookups go to the database until rebuilt
+            log.error("cancel-application filter not built", extra={"error": str(exc)})
+
+    handler = make_handler(rt.lookup, fetch)
+
+    async def stats_handler(_request: web.Request) -> web.Response:
+        return web.json_response(lookup_stats(rt.lookup))
+
+    web_app = app.web.web_app  # type: ignore[attr-defined]  # Faust's aiohttp application
+    web_app.router.add_get("/api/orders/{order_no}/cancel-application", handler)
+    web_app.router.add_get("/api/cancel-lookup/stats", stats_handler)
+
+    # -- sweeper and status --------------------------------------------------------------
+
     @app.timer(interval=settings.sweeper_interval_s, name="sweeper")
     async def sweep() -> None:
         await ensure_runtime()
-        assert rt.sweeper is not None
-        result = await asyncio.get_running_loop().run_in_executor(None, rt.sweeper.run_once)
+        assert rt.sweeper is not None and rt.reverse is not None
+        loop = asyncio.get_running_loop()
+        result = await loop.run_in_executor(rt.executor, rt.sweeper.run_once)
         for task in result.stale_pending:
             await enqueue(task)
         rt.counters["swept_retries"] += result.retries_due
         rt.counters["swept_pending"] += len(result.stale_pending)
+        if result.skipped_locked:
+            return
+        stale = await loop.run_in_executor(
+            rt.executor, rt.reverse.stale, settings.sweeper_pending_after_s
+        )
+        for reverse_no in stale:
+            try:
+                await rt.reverse.process(reverse_no)
+                rt.counters["swept_reverse"] += 1
+            except Exception as exc:  # noqa: BLE001 - next sweep tries again
+                log.error(
+                    "reverse order not resumed", extra={"reverse_no": reverse_no, "error": str(exc)}
+                )
 
-    status_path = settings.home.resolve() / "run" / "worker.status.json"
+    status_path = status_file(settings)
 
     @app.timer(interval=1.0, name="status")
     async def write_status() -> None:
@@ -226,6 +408,9 @@ def create_app(settings: Settings) -> faust.App:
             "counters": dict(rt.counters),
             "writeback": vars(wb.stats) if wb is not None else None,
             "sweeper": rt.sweeper.totals if rt.sweeper is not None else None,
+            "reverse": rt.reverse.counters if rt.reverse is not None else None,
+            "stock": rt.stock.counters if rt.stock is not None else None,
+            "lookup": lookup_stats(rt.lookup),
             "assigned": sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment()),
         }
         write_json_atomic(status_path, data)

@@ -393,3 +393,6 @@ def start_connector_process(
 def kill9(proc: subprocess.Popen[bytes]) -> None:
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait(10)
+
+
+from tests.integration.pipeline import pipeline, sandbox_url  # noqa: E402, F401  (fixtures)

@@ -20,7 +20,7 @@ SOURCE_TABLES = {
     "wms_inv",
     "cs_cancel_application",
 }
-HUB_TABLES = {"omshub_signal", "omshub_processed_event"}
+HUB_TABLES = {"omshub_signal", "omshub_processed_event", "omshub_stock_position"}
 
 
 def write(directory: Path, name: str, text: str = "CREATE TABLE t (id INT);\n") -> Path:
