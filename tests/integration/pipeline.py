@@ -63,6 +63,7 @@ class Pipeline:
     namespace: str
     env: dict[str, str]
     home: Path
+    connector_prefix: str = ""
     worker: subprocess.Popen[bytes] | None = None
 
     def start_worker(self) -> None:
@@ -153,7 +154,7 @@ def pipeline(scratch_db, start_connector, sandbox_url, bootstrap, tmp_path) -> I
     }
     client = SandboxClient(sandbox_url)
     client.clear_faults()
-    p = Pipeline(scratch_db, client, namespace, env, tmp_path)
+    p = Pipeline(scratch_db, client, namespace, env, tmp_path, doc["config"]["topic.prefix"])
     p.start_worker()
     yield p
     p.stop_worker()
