@@ -7,6 +7,7 @@ import signal
 import sys
 import uuid
 from collections.abc import Callable
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, NoReturn, TypeVar
 
@@ -407,55 +408,78 @@ def sandbox_faults(
 
 
 @main.command()
-@click.option("--orders", default=60, show_default=True, help="Orders to create.")
+@click.option(
+    "--seconds", default=60.0, show_default=True, type=click.FloatRange(min=5), help="Shop time."
+)
 @click.pass_context
-def demo(ctx: click.Context, orders: int) -> None:
-    """Drive a realistic scenario through the running stack and show the events that flowed."""
+def demo(ctx: click.Context, seconds: float) -> None:
+    """Run a realistic shop scenario through the running stack and show what the hub did."""
     from omshub.demo import run_demo
     from omshub.stack import LocalStack
 
     settings = _settings(ctx)
-    if orders < 1:
-        raise click.BadParameter("must be at least 1", param_hint="--orders")
     status = LocalStack(settings).status()
     if not status.ok:
         fail("the stack is not running: start it with `omshub up` (make demo does)", code=1)
-    result = run_demo(settings, orders, progress=lambda m: console.print(f"  [cyan]demo[/] {m}"))
-    table = Table(title=f"change events on the broker ({result.seconds:.1f} s)")
-    for column in ("table", "rows written", "c", "u", "d", "tombstones"):
-        table.add_column(column, justify="right" if column != "table" else "left")
-    for name in sorted(result.written):
-        table.add_row(
-            name,
-            str(result.written[name]),
-            *(str(result.seen[(name, op)]) for op in ("c", "u", "d", "tombstone")),
-        )
-    console.print(table)
-    sample = Table(title="a few of them, decoded")
-    for column in ("topic", "partition/offset", "op", "key", "binlog position"):
-        sample.add_column(column)
-    for event in result.samples:
-        sample.add_row(
-            event.ctx.topic,
-            f"{event.ctx.partition}/{event.ctx.offset}",
-            event.op.value,
-            json.dumps(dict(event.key), ensure_ascii=False),
-            f"{event.source.file}:{event.source.pos} row {event.source.row}",
-        )
-    console.print(sample)
-    verdict = "[green]all" if result.received >= result.expected else "[red]only"
-    console.print(f"{verdict} {result.received} of {result.expected} changes arrived[/]")
+    result = run_demo(settings, seconds, progress=lambda m: console.print(f"  [cyan]demo[/] {m}"))
+
+    flow = Table(title=f"records written to the broker during the demo ({result.seconds:.0f} s)")
+    flow.add_column("topic")
+    flow.add_column("records", justify="right")
+    for topic, n in result.topic_records.items():
+        flow.add_row(topic, str(n))
+    console.print(flow)
+    reverse = Table(title=f"reverse orders (demo run {result.tag}, {result.orders} orders)")
+    for column in ("requested", "path taken", "outcome", "count"):
+        reverse.add_column(column, justify="right" if column == "count" else "left")
+    for (kind, path, outcome), n in sorted(result.reverse_by_outcome.items()):
+        color = "green" if outcome == "PUSHED" else "yellow" if outcome == "REJECTED" else "red"
+        reverse.add_row(kind, path, f"[{color}]{outcome}[/]", str(n))
+    console.print(reverse)
+
+    pushes = Table(title="pushes by type and status")
+    statuses = ("DONE", "RETRY", "PENDING", "FAILED")
+    pushes.add_column("push_type")
+    for st in statuses:
+        pushes.add_column(st, justify="right")
+    for push_type, counts in sorted(result.pushes_by_status.items()):
+        pushes.add_row(push_type, *(str(counts.get(st, 0)) for st in statuses))
+    console.print(pushes)
+
+    refunds = Table(title="refund totals: database vs finance.refund.v1 (rebuilt from the topic)")
+    for column in ("", "orders", "total"):
+        refunds.add_column(column, justify="right" if column else "left")
+    db_total = sum(result.refund_db.values(), Decimal("0.00"))
+    topic_total = sum(result.refund_topic.values(), Decimal("0.00"))
+    refunds.add_row("database (oms_reverse_order)", str(len(result.refund_db)), f"{db_total:.2f}")
+    refunds.add_row("finance.refund.v1 ledger", str(len(result.refund_topic)), f"{topic_total:.2f}")
+    console.print(refunds)
+    same = result.refund_db == result.refund_topic
+    console.print(
+        ("[green]per-order refund totals agree[/]" if same else "[red]refund totals differ[/]")
+        + f"; sellable-stock updates sent: {result.stock_sent} (from {result.stock_changes} "
+        f"stock moves, coalesced); cancel applications filed: {result.cancel_applications}"
+    )
+    sandbox_total = result.sandbox.get("total", {})
+    faults = sandbox_total.get("faults", {})
+    console.print(
+        f"downstreams received {sandbox_total.get('received', 0)} requests, "
+        f"{sandbox_total.get('duplicates', 0)} repeated keys answered from memory, "
+        f"{faults.get('5xx', 0)} injected 5xx (retried)"
+    )
     home = settings.home.resolve()
     console.print(
         "where to look:\n"
         "  omshub status            components, pids, connector position and lag\n"
         "  omshub connector status  connector metrics (events/s, ms behind source, errors)\n"
-        f"  {home}/logs/             logs of mariadb, tansu and the connector\n"
-        f"  topics {settings.bootstrap_servers}: oms.oms.<table> (confluent-kafka / "
-        "kafka-python clients)\n"
+        "  omshub sandbox stats     what each downstream received\n"
+        f"  {home}/logs/             logs of every component\n"
+        f"  http://127.0.0.1:{settings.worker_port}/api/orders/<order_no>/cancel-application\n"
+        f"  topics on {settings.bootstrap_servers}: oms.oms.<table>, omshub.push.<type>, "
+        "omshub.dlq, finance.refund.v1, finance.settlement.v1, stock.sellable.v1\n"
         "  omshub down              stops the stack"
     )
-    if result.received < result.expected:
+    if not result.settled or not same:
         sys.exit(1)
 
 

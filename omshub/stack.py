@@ -526,18 +526,32 @@ def connector_status_path(home: Path) -> Path:
     return home.resolve() / "run" / "connector.status.json"
 
 
-def _connector_healthy(status_file: Path) -> Callable[[], bool]:
+def _status_of_current_process(status_file: Path, pid_file: Path) -> dict[str, Any]:
+    """The status a component wrote, if it is fresh and written by the process in the pid file.
+
+    A status file left by the previous run must not make a new process look healthy.
+    """
+    try:
+        age = time.time() - status_file.stat().st_mtime
+    except FileNotFoundError:
+        raise StackError(f"{status_file} does not exist yet") from None
+    if age > _CONNECTOR_STATUS_MAX_AGE:
+        raise StackError(f"{status_file} was last updated {age:.0f}s ago")
+    data = json.loads(status_file.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise StackError(f"{status_file} does not hold a JSON object")
+    expected = procs.read_pid(pid_file)
+    if expected is not None and data.get("pid") != expected:
+        raise StackError(f"{status_file} was written by pid {data.get('pid')}, not {expected}")
+    return data
+
+
+def _connector_healthy(status_file: Path, pid_file: Path) -> Callable[[], bool]:
     def healthy() -> bool:
-        try:
-            age = time.time() - status_file.stat().st_mtime
-        except FileNotFoundError:
-            raise StackError(f"{status_file} does not exist yet") from None
-        if age > _CONNECTOR_STATUS_MAX_AGE:
-            raise StackError(f"{status_file} was last updated {age:.0f}s ago")
-        data = json.loads(status_file.read_text(encoding="utf-8"))
-        state = data.get("state") if isinstance(data, dict) else None
+        data = _status_of_current_process(status_file, pid_file)
+        state = data.get("state")
         if state != "RUNNING":
-            error = data.get("error") or data.get("trace") if isinstance(data, dict) else None
+            error = data.get("error") or data.get("last_error")
             raise StackError(f"connector state is {state}" + (f": {error}" if error else ""))
         return True
 
@@ -557,7 +571,7 @@ def connector_component(settings: Settings) -> ComponentSpec:
         argv=lambda: [sys.executable, "-m", "omshub.cli", "connector", "run"],
         program=None,  # sys.executable may be python, python3, python3.11 ...
         markers=("-m", "omshub.cli", "connector", "run"),
-        healthy=_connector_healthy(connector_status_path(home)),
+        healthy=_connector_healthy(connector_status_path(home), home / "run" / f"{CONNECTOR}.pid"),
         env=env,
         start_timeout=60.0,
     )
@@ -606,16 +620,10 @@ def worker_status_path(home: Path) -> Path:
     return home.resolve() / "run" / "worker.status.json"
 
 
-def _worker_healthy(status_file: Path) -> Callable[[], bool]:
+def _worker_healthy(status_file: Path, pid_file: Path) -> Callable[[], bool]:
     def healthy() -> bool:
-        try:
-            age = time.time() - status_file.stat().st_mtime
-        except FileNotFoundError:
-            raise StackError(f"{status_file} does not exist yet") from None
-        if age > _CONNECTOR_STATUS_MAX_AGE:
-            raise StackError(f"{status_file} was last updated {age:.0f}s ago")
-        data = json.loads(status_file.read_text(encoding="utf-8"))
-        if not isinstance(data, dict) or data.get("state") != "RUNNING":
+        data = _status_of_current_process(status_file, pid_file)
+        if data.get("state") != "RUNNING":
             raise StackError("worker has not reported RUNNING yet")
         if not data.get("assigned"):
             raise StackError("worker has no partitions assigned yet")
@@ -645,7 +653,9 @@ def worker_component(settings: Settings) -> ComponentSpec:
         WORKER,
         ["worker"],
         f"faust web http://127.0.0.1:{settings.worker_port}",
-        _worker_healthy(worker_status_path(settings.home)),
+        _worker_healthy(
+            worker_status_path(settings.home), settings.home.resolve() / "run" / f"{WORKER}.pid"
+        ),
         port=("127.0.0.1", settings.worker_port),
         port_setting="OMSHUB_WORKER_PORT",
     )
