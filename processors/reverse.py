@@ -274,38 +274,17 @@ class ReverseFlow:
         return json.dumps(entries, ensure_ascii=False)
 
     def _hold(self, reverse_no: str, order_no: str) -> str | None:
-        conn = self._connect()
-        try:
-            with conn.cursor() as cur:
-                cur.execute(
-                    "SELECT status, step_log FROM oms_reverse_order WHERE reverse_no = %s "
-                    "FOR UPDATE",
-                    (reverse_no,),
-                )
-                row = cur.fetchone()
-                if row is None or row["status"] != "CREATED":
-                    conn.rollback()
-                    return None
-                cur.execute(
-                    "UPDATE oms_order SET fulfilment_hold = 1, hold_reason = %s "
-                    "WHERE order_no = %s",
-                    (f"reverse {reverse_no}"[:64], order_no),
-                )
-                cur.execute(
-                    "UPDATE oms_reverse_order SET status = 'HOLDING', step_log = %s "
-                    "WHERE reverse_no = %s AND status = 'CREATED'",
-                    (
-                        self._append_log(
-                            row["step_log"], Step("pause", "done", "fulfilment on hold")
-                        ),
-                        reverse_no,
-                    ),
-                )
-            conn.commit()
-            return "HOLDING"
-        except BaseException:
-            self._release(conn, failed=True)
-            raise
+        """Step 1: pause forward fulfilment, in the transaction that leaves CREATED."""
+
+        def pause(cur: Any) -> None:
+            cur.execute(
+                "UPDATE oms_order SET fulfilment_hold = 1, hold_reason = %s WHERE order_no = %s",
+                (f"reverse {reverse_no}"[:64], order_no),
+            )
+
+        step = Step("pause", "done", "fulfilment on hold")
+        moved = self._advance(reverse_no, "CREATED", "HOLDING", step, None, also=pause)
+        return "HOLDING" if moved else None
 
     def _log_step(self, reverse_no: str, step: Step) -> None:
         conn = self._connect()
@@ -327,8 +306,16 @@ class ReverseFlow:
             raise
 
     def _advance(
-        self, reverse_no: str, expected: str, new: str, step: Step, effective: str
+        self,
+        reverse_no: str,
+        expected: str,
+        new: str,
+        step: Step,
+        effective: str | None,
+        *,
+        also: Callable[[Any], None] | None = None,
     ) -> bool:
+        """Compare-and-set ``status`` from ``expected`` to ``new``, logging ``step``."""
         conn = self._connect()
         try:
             with conn.cursor() as cur:
@@ -341,6 +328,8 @@ class ReverseFlow:
                 if row is None or row["status"] != expected:
                     conn.rollback()
                     return False
+                if also is not None:
+                    also(cur)
                 cur.execute(
                     "UPDATE oms_reverse_order SET status = %s, effective_type = %s, "
                     "step_log = %s WHERE reverse_no = %s AND status = %s",
