@@ -40,6 +40,7 @@ from processors.reverse import Intercepts, ReverseFlow
 from processors.router import route
 from processors.stock import STOCK_TOPIC, SellableUpdate, StockCoalescer, sellable_from_event
 from processors.sweeper import Sweeper
+from processors.transport import configure as configure_transport
 from processors.writeback import Database, WriteBack
 from schemas.change_event import ChangeEvent, Record, decode
 from schemas.finance import FINANCE_TOPICS, refund_event, settlement_event
@@ -74,6 +75,9 @@ class Runtime:
     )
     counters: Counter[str] = field(default_factory=Counter)
     started_at: float = field(default_factory=time.time)
+    #: push ids enqueued by this process and not written back yet: queued behind a backlog, not
+    #: lost, so the sweeper must not enqueue them again
+    in_flight: set[int] = field(default_factory=set)
 
 
 def table_topic(settings: Settings, table: str) -> str:
@@ -93,9 +97,10 @@ def _decode(message: Any) -> Record:
 
 def create_app(settings: Settings) -> faust.App:
     """Build the app with settings injected (no module-level globals, so tests can build many)."""
+    scheme = configure_transport(settings.kafka_fetch_max_wait_ms)
     app = faust.App(
         settings.app_id,
-        broker=f"kafka://{settings.bootstrap_servers}",
+        broker=[f"{scheme}://{hp.strip()}" for hp in settings.bootstrap_servers.split(",")],
         store="memory://",
         topic_partitions=4,
         topic_replication_factor=1,
@@ -141,6 +146,7 @@ def create_app(settings: Settings) -> faust.App:
         return rt
 
     async def enqueue(task: PushTask) -> None:
+        rt.in_flight.add(task.id)
         await work_topics[PushType(task.push_type)].send(
             key=task.order_no.encode(), value=task.to_json()
         )
@@ -224,6 +230,7 @@ def create_app(settings: Settings) -> faust.App:
                     outcome = Outcome.failed(f"{type(exc).__name__}: {exc}", task.attempts + 1)
                 try:
                     changed = await writeback.submit(task, outcome)
+                    rt.in_flight.discard(task.id)
                     rt.counters[f"{name}.{outcome.status}"] += 1
                     if changed and outcome.status is PushStatus.DONE:
                         await emit_finance(task, outcome)
@@ -376,7 +383,8 @@ def create_app(settings: Settings) -> faust.App:
         await ensure_runtime()
         assert rt.sweeper is not None and rt.reverse is not None
         loop = asyncio.get_running_loop()
-        result = await loop.run_in_executor(rt.executor, rt.sweeper.run_once)
+        in_flight = frozenset(rt.in_flight)
+        result = await loop.run_in_executor(rt.executor, rt.sweeper.run_once, in_flight)
         for task in result.stale_pending:
             await enqueue(task)
         rt.counters["swept_retries"] += result.retries_due

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -37,6 +38,7 @@ class SweepResult:
     stale_pending: list[Any] = field(default_factory=list)
     unknown_type_failed: int = 0
     skipped_locked: bool = False
+    skipped_in_flight: int = 0
 
 
 class Sweeper:
@@ -46,8 +48,12 @@ class Sweeper:
         self.batch = batch
         self.totals = {"retries_due": 0, "stale_pending": 0, "runs": 0}
 
-    def run_once(self) -> SweepResult:
-        """One sweep (blocking; run it in a thread)."""
+    def run_once(self, in_flight: Collection[int] = ()) -> SweepResult:
+        """One sweep (blocking; run it in a thread).
+
+        ``in_flight`` are ids this process enqueued and has not finished: they are queued behind
+        a backlog, not lost, and enqueuing them again would only duplicate work.
+        """
         result = SweepResult()
         try:
             conn = self.db.connection()
@@ -74,6 +80,8 @@ class Sweeper:
                     )
                     names = [d[0] for d in cur.description]
                     rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+                    result.skipped_in_flight = sum(1 for r in rows if r["id"] in in_flight)
+                    rows = [r for r in rows if r["id"] not in in_flight]
                     if rows:
                         cur.execute(
                             "UPDATE oms_order_push SET updated_at = NOW(3) "

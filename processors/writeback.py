@@ -91,6 +91,9 @@ class Database:
                 init_command="SET time_zone = '+00:00'",
                 connect_timeout=5,
             )
+            with self._conn.cursor() as cur:
+                # no gap locks: short row locks on primary keys only, next to upstream inserts
+                cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
         return self._conn
 
     def reset(self) -> None:
@@ -192,15 +195,17 @@ class WriteBack:
         with conn.cursor() as cur:
             if done_idx:
                 ids = [batch[i].task.id for i in done_idx]
+                # lock by primary key only (no status-index ranges that would collide with
+                # upstream inserts), then keep the rows still waiting for an outcome
                 cur.execute(
-                    "SELECT id FROM oms_order_push WHERE id IN %s AND " + _GUARD + " FOR UPDATE",
-                    (ids,),
+                    "SELECT id, status FROM oms_order_push WHERE id IN %s FOR UPDATE",
+                    (sorted(ids),),
                 )
-                live = {int(r[0]) for r in cur.fetchall()}
+                live = {int(r[0]) for r in cur.fetchall() if r[1] in ("PENDING", "RETRY")}
                 if live:
                     cur.execute(
                         "UPDATE oms_order_push SET status = 'DONE', attempts = attempts + 1, "
-                        "last_error = NULL, next_retry_at = NULL WHERE id IN %s AND " + _GUARD,
+                        "last_error = NULL, next_retry_at = NULL WHERE id IN %s",
                         (sorted(live),),
                     )
                     self.stats.statements += 1
