@@ -48,6 +48,8 @@ demo: venv system-deps
 
 bench: venv system-deps
 	$(BIN)/python bench/connector.py
+	$(BIN)/python bench/pushes.py
+	$(BIN)/python bench/reverse.py
 
 up: venv system-deps
 	$(BIN)/omshub up

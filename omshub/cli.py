@@ -409,7 +409,7 @@ def sandbox_faults(
 
 @main.command()
 @click.option(
-    "--seconds", default=60.0, show_default=True, type=click.FloatRange(min=5), help="Shop time."
+    "--seconds", default=120.0, show_default=True, type=click.FloatRange(min=5), help="Shop time."
 )
 @click.pass_context
 def demo(ctx: click.Context, seconds: float) -> None:

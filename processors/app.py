@@ -435,7 +435,15 @@ def create_app(settings: Settings) -> faust.App:
 
 
 def run_worker(settings: Settings) -> None:
-    """Run the app in this process until SIGTERM/SIGINT (what `omshub worker` does)."""
+    """Run the app in this process until SIGTERM/SIGINT (what `omshub worker` does).
+
+    uvloop runs the event loop: the worker is asyncio all the way (Kafka, HTTP, timers), and
+    uvloop's loop and sockets cut its CPU per push substantially (see docs/decisions.md).
+    """
+    import uvloop
+
+    asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
+    asyncio.set_event_loop(asyncio.new_event_loop())
     app = create_app(settings)
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
     worker.execute_from_commandline()
