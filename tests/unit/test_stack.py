@@ -38,6 +38,10 @@ from omshub.stack import (
 @pytest.fixture
 def sleeper() -> Iterator[subprocess.Popen[bytes]]:
     proc = subprocess.Popen(["sleep", "300"], start_new_session=True)
+    # right after fork, /proc/<pid>/cmdline still shows the parent (or nothing) until exec
+    procs.wait_until(
+        lambda: procs.process_cmdline(proc.pid) == ["sleep", "300"], 5, what="sleep to exec"
+    )
     yield proc
     proc.kill()
     proc.wait()
