@@ -15,6 +15,7 @@ import logging
 import os
 import time
 from collections import Counter
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,10 +25,12 @@ import aiohttp
 import faust
 import orjson
 from aiohttp import web
+from confluent_kafka import Producer
 
 from connectors.binlog.config import load_config
 from omshub.errors import ContractError
 from omshub.fileio import write_json_atomic
+from omshub.kafka import producer_config
 from omshub.settings import Settings
 from processors.cancel_lookup import (
     CancelApplicationIndex,
@@ -78,6 +81,10 @@ class Runtime:
     #: push ids enqueued by this process and not written back yet: queued behind a backlog, not
     #: lost, so the sweeper must not enqueue them again
     in_flight: set[int] = field(default_factory=set)
+    producer: Any = None  # confluent_kafka.Producer for the router's hot path
+    flusher: ThreadPoolExecutor = field(
+        default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="flush")
+    )
 
 
 def table_topic(settings: Settings, table: str) -> str:
@@ -118,7 +125,6 @@ def create_app(settings: Settings) -> faust.App:
     rt = Runtime(settings)
     ns = settings.topic_namespace
     params = settings.mysql()
-    work_topics = {t: app.topic(push_topic(t, ns), **_RAW) for t in PushType}
     dlq = app.topic(dlq_topic(ns), **_RAW)
     finance = {kind: app.topic(name, **_RAW) for kind, name in FINANCE_TOPICS.items()}
     sellable_topic = app.topic(STOCK_TOPIC, **_RAW)
@@ -143,13 +149,53 @@ def create_app(settings: Settings) -> faust.App:
             rt.sweeper = Sweeper(Database(params), settings.sweeper_pending_after_s)
             rt.reverse = ReverseFlow(params, Intercepts(rt.session, settings.downstream_url))
             rt.stock = StockCoalescer(params, publish_sellable, push_sellable)
+            rt.producer = Producer(producer_config(settings.bootstrap_servers, **{"linger.ms": 2}))
         return rt
 
-    async def enqueue(task: PushTask) -> None:
-        rt.in_flight.add(task.id)
-        await work_topics[PushType(task.push_type)].send(
-            key=task.order_no.encode(), value=task.to_json()
+    async def enqueue_many(tasks: list[PushTask]) -> None:
+        """Publish tasks with librdkafka (C) and wait until the broker has them all.
+
+        The router is the hot loop of the fan-out; Faust's pure-Python producer cost more than
+        everything else it does. A task the broker refused is left to the sweeper (its id is
+        dropped from ``in_flight`` so the sweeper will re-drive the row).
+        """
+        producer = rt.producer
+        assert producer is not None
+        failed: list[int] = []
+
+        def delivered(task_id: int) -> Callable[[Any, Any], None]:
+            def callback(err: Any, _msg: Any) -> None:
+                if err is not None:
+                    failed.append(task_id)
+
+            return callback
+
+        for task in tasks:
+            rt.in_flight.add(task.id)
+            while True:
+                try:
+                    producer.produce(
+                        push_topic(task.push_type, ns),
+                        key=task.order_no.encode(),
+                        value=task.to_json(),
+                        on_delivery=delivered(task.id),
+                    )
+                    break
+                except BufferError:
+                    producer.poll(0.05)
+        remaining = await asyncio.get_running_loop().run_in_executor(
+            rt.flusher, producer.flush, 30.0
         )
+        if remaining or failed:
+            rt.counters["enqueue_failed"] += len(failed) + remaining
+            rt.in_flight.difference_update(failed if not remaining else [t.id for t in tasks])
+            log.error(
+                "work topic did not take every task; the sweeper will re-drive them",
+                extra={"failed": len(failed), "undelivered": remaining},
+            )
+
+    async def enqueue(task: PushTask) -> None:
+        await enqueue_many([task])
 
     # -- push router ---------------------------------------------------------------------
 
@@ -158,46 +204,54 @@ def create_app(settings: Settings) -> faust.App:
         name="push-router",
     )
     async def push_router(stream: Any) -> None:
+        """Route batches: the events of a batch are acknowledged only after its tasks are
+        delivered to the work topics (``take_events`` acks when the body is done)."""
         await ensure_runtime()
         assert rt.writeback is not None
-        async for event in stream.events():
-            message = event.message
-            try:
-                record = _decode(message)
-                if not isinstance(record, ChangeEvent):
-                    continue
-                decision = route(record)
-                if decision.task is not None:
-                    await enqueue(decision.task)
-                    rt.counters["routed"] += 1
-                elif decision.fail_id is not None:
-                    after = record.after or {}
-                    task = PushTask(
-                        id=decision.fail_id,
-                        order_no=str(after.get("order_no") or ""),
-                        push_type=str(after.get("push_type") or ""),
-                        payload=after.get("payload"),
-                        idempotency_key=str(after.get("idempotency_key") or ""),
-                        attempts=int(after.get("attempts") or 0),
-                        source=record.source.as_dict(),
-                        routed_at_ms=int(time.time() * 1000),
+        async for events in stream.take_events(1000, within=0.005):
+            tasks: list[PushTask] = []
+            for event in events:
+                message = event.message
+                try:
+                    record = _decode(message)
+                    if not isinstance(record, ChangeEvent):
+                        continue
+                    decision = route(record)
+                    if decision.task is not None:
+                        tasks.append(decision.task)
+                    elif decision.fail_id is not None:
+                        await reject(record, decision.fail_id, decision.error or "rejected")
+                except ContractError as exc:
+                    rt.counters["undecodable"] += 1
+                    log.error(
+                        "change event does not match the contract; skipped",
+                        extra={"topic": message.topic, "offset": message.offset, "error": str(exc)},
                     )
-                    await rt.writeback.submit(
-                        task, Outcome.failed(decision.error or "rejected", task.attempts + 1)
+                except Exception as exc:
+                    rt.counters["router_errors"] += 1
+                    log.exception(
+                        "router failed on a message; the sweeper will re-drive the row",
+                        extra={"offset": message.offset, "error": str(exc)},
                     )
-                    rt.counters["rejected_by_router"] += 1
-            except ContractError as exc:
-                rt.counters["undecodable"] += 1
-                log.error(
-                    "change event does not match the contract; skipped",
-                    extra={"topic": message.topic, "offset": message.offset, "error": str(exc)},
-                )
-            except Exception as exc:
-                rt.counters["router_errors"] += 1
-                log.exception(
-                    "router failed on a message; the sweeper will re-drive the row",
-                    extra={"offset": message.offset, "error": str(exc)},
-                )
+            if tasks:
+                await enqueue_many(tasks)
+                rt.counters["routed"] += len(tasks)
+
+    async def reject(record: ChangeEvent, row_id: int, error: str) -> None:
+        assert rt.writeback is not None
+        after = record.after or {}
+        task = PushTask(
+            id=row_id,
+            order_no=str(after.get("order_no") or ""),
+            push_type=str(after.get("push_type") or ""),
+            payload=after.get("payload"),
+            idempotency_key=str(after.get("idempotency_key") or ""),
+            attempts=int(after.get("attempts") or 0),
+            source=record.source.as_dict(),
+            routed_at_ms=int(time.time() * 1000),
+        )
+        await rt.writeback.submit(task, Outcome.failed(error, task.attempts + 1))
+        rt.counters["rejected_by_router"] += 1
 
     # -- workers -------------------------------------------------------------------------
 
@@ -427,6 +481,8 @@ def create_app(settings: Settings) -> faust.App:
     async def _close(_app: Any, **_kwargs: Any) -> None:  # exercised by the process tests
         if rt.writeback is not None:
             await rt.writeback.stop()
+        if rt.producer is not None:
+            rt.producer.flush(10)
         if rt.session is not None:
             await rt.session.close()
 
