@@ -56,7 +56,7 @@ from decimal import Decimal, InvalidOperation
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, Self, TypeVar, cast
 
 import orjson
 
@@ -278,8 +278,41 @@ class BinlogPosition:
         return {"file": self.file, "pos": self.pos, "row": self.row, "gtid": self.gtid}
 
 
+class _FinanceRecord:
+    """What both finance records share: serialisation, key, ISO time, parsing by topic."""
+
+    __slots__ = ()
+    TOPIC: ClassVar[str]
+    occurred_at_ms: int
+
+    def to_dict(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    @property
+    def occurred_at(self) -> str:
+        return iso_utc(self.occurred_at_ms)
+
+    def key_bytes(self) -> bytes:
+        return key_bytes(cast("FinanceEvent", self))
+
+    def to_json(self) -> bytes:
+        """The record value: compact JSON, same bytes for the same event."""
+        return orjson.dumps(self.to_dict())
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> Self:
+        """Parse a record value; :class:`ContractError` on anything that is not a valid record."""
+        event = parse_event(data)
+        if not isinstance(event, cls):
+            raise ContractError(
+                f"{cls.TOPIC} record: event_type {event.event_type!r} belongs on "
+                f"{event.TOPIC}, not {cls.TOPIC}"
+            )
+        return event
+
+
 @dataclass(frozen=True, slots=True)
-class RefundEvent:
+class RefundEvent(_FinanceRecord):
     """A record of ``finance.refund.v1``: a refund FMS accepted, or the voucher it booked for one.
 
     ``amount`` and line amounts are normalised to 2 decimal places; ``lines`` becomes a tuple.
@@ -345,13 +378,6 @@ class RefundEvent:
         """Whether ``amount`` adds to the order's refunded total (``refund.applied`` only)."""
         return self.event_type == REFUND_APPLIED
 
-    @property
-    def occurred_at(self) -> str:
-        return iso_utc(self.occurred_at_ms)
-
-    def key_bytes(self) -> bytes:
-        return key_bytes(self)
-
     def to_dict(self) -> dict[str, Any]:
         """The record value as a JSON-ready dict, in the documented (deterministic) field order."""
         return {
@@ -375,24 +401,9 @@ class RefundEvent:
             "source": None if self.source is None else self.source.to_dict(),
         }
 
-    def to_json(self) -> bytes:
-        """The record value: compact JSON, same bytes for the same event."""
-        return orjson.dumps(self.to_dict())
-
-    @classmethod
-    def from_json(cls, data: bytes | str) -> RefundEvent:
-        """Parse a record value; :class:`ContractError` on anything that is not a valid record."""
-        event = parse_event(data)
-        if not isinstance(event, RefundEvent):
-            raise ContractError(
-                f"{REFUND_TOPIC} record: event_type {event.event_type!r} belongs on "
-                f"{event.TOPIC}, not {REFUND_TOPIC}"
-            )
-        return event
-
 
 @dataclass(frozen=True, slots=True)
-class SettlementEvent:
+class SettlementEvent(_FinanceRecord):
     """A record of ``finance.settlement.v1``: a settlement FMS posted for a reverse order.
 
     ``reverse_type`` is the push payload's ``settlement_type``. Checked on construction like
@@ -429,13 +440,6 @@ class SettlementEvent:
     def event_type(self) -> Literal["settlement.posted"]:
         return "settlement.posted"
 
-    @property
-    def occurred_at(self) -> str:
-        return iso_utc(self.occurred_at_ms)
-
-    def key_bytes(self) -> bytes:
-        return key_bytes(self)
-
     def to_dict(self) -> dict[str, Any]:
         """The record value as a JSON-ready dict, in the documented (deterministic) field order."""
         return {
@@ -454,21 +458,6 @@ class SettlementEvent:
             "occurred_at": self.occurred_at,
             "source": None if self.source is None else self.source.to_dict(),
         }
-
-    def to_json(self) -> bytes:
-        """The record value: compact JSON, same bytes for the same event."""
-        return orjson.dumps(self.to_dict())
-
-    @classmethod
-    def from_json(cls, data: bytes | str) -> SettlementEvent:
-        """Parse a record value; :class:`ContractError` on anything that is not a valid record."""
-        event = parse_event(data)
-        if not isinstance(event, SettlementEvent):
-            raise ContractError(
-                f"{SETTLEMENT_TOPIC} record: event_type {event.event_type!r} belongs on "
-                f"{event.TOPIC}, not {SETTLEMENT_TOPIC}"
-            )
-        return event
 
 
 FinanceEvent = RefundEvent | SettlementEvent
