@@ -105,6 +105,16 @@ def _migrate(settings: Settings) -> None:
         console.print(f"  [green]migrations[/] applied {', '.join(m.name for m in applied)}")
 
 
+def _with_started_workers(settings: Settings) -> Settings:
+    """Count the workers an earlier `up --workers N` started, so down/status see all of them."""
+    run = settings.home.resolve() / "run"
+    extra = [p for p in run.glob("worker-*.pid") if p.stem.removeprefix("worker-").isdigit()]
+    highest = max((int(p.stem.removeprefix("worker-")) for p in extra), default=1)
+    if highest > settings.workers:
+        return settings.model_copy(update={"workers": highest})
+    return settings
+
+
 def _status_table(status: Any) -> Table:
     data = status.to_json()
     table = Table(title=f"omshub stack ({data['home']})")
@@ -124,12 +134,20 @@ def _status_table(status: Any) -> Table:
 
 
 @main.command()
+@click.option(
+    "--workers",
+    type=click.IntRange(1, 16),
+    default=None,
+    help="Faust worker processes in one consumer group (default OMSHUB_WORKERS, 1).",
+)
 @click.pass_context
-def up(ctx: click.Context) -> None:
-    """Start the local stack (MariaDB, Tansu, connector) and migrate the schema. Idempotent."""
+def up(ctx: click.Context, workers: int | None) -> None:
+    """Start the local stack (MariaDB, Tansu, connector, sandbox, workers); idempotent."""
     from omshub.stack import LocalStack
 
     settings = _settings(ctx)
+    if workers is not None:
+        settings = settings.model_copy(update={"workers": workers})
     console.print(f"starting omshub stack in {settings.home.resolve()}")
     stack = LocalStack(settings)
     status = stack.up(on_progress=_progress, after_mysql=lambda: _migrate(settings))
@@ -146,7 +164,7 @@ def down(ctx: click.Context) -> None:
     """Stop what `omshub up` started (by pid; external services are left alone)."""
     from omshub.stack import LocalStack
 
-    stopped = LocalStack(_settings(ctx)).down(on_progress=_progress)
+    stopped = LocalStack(_with_started_workers(_settings(ctx))).down(on_progress=_progress)
     console.print(f"stopped: {', '.join(stopped) if stopped else 'nothing was running'}")
 
 
@@ -158,7 +176,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
     from connectors.binlog.status import read_status
     from omshub.stack import LocalStack, connector_status_path
 
-    settings = _settings(ctx)
+    settings = _with_started_workers(_settings(ctx))
     result = LocalStack(settings).status()
     connector_state = read_status(connector_status_path(settings.home.resolve()))
     if as_json:
@@ -314,12 +332,15 @@ def connector_status(ctx: click.Context, as_json: bool) -> None:
 
 
 @main.command()
+@click.option("--name", default=None, help="Worker name (status file); default OMSHUB_WORKER_NAME.")
 @click.pass_context
-def worker(ctx: click.Context) -> None:
+def worker(ctx: click.Context, name: str | None) -> None:
     """Run the Faust worker (push router, worker agents, sweeper) in the foreground."""
     from processors.app import run_worker
 
     settings = _settings(ctx)
+    if name:
+        settings = settings.model_copy(update={"worker_name": name})
     setup_logging(settings.log_level)
     run_worker(settings)
 

@@ -123,7 +123,18 @@ class Settings(BaseSettings):
         description="Per-worker pool overrides as JSON, e.g. "
         '{"wms": {"concurrency": 64, "timeout_s": 5, "max_attempts": 8}}.',
     )
-    worker_port: int = Field(16066, description="Web port of the Faust worker.")
+    worker_port: int = Field(
+        16066, description="Web port of the first Faust worker (the n-th uses port + n - 1)."
+    )
+    workers: int = Field(
+        2,
+        ge=1,
+        le=16,
+        description="Faust worker processes `omshub up` runs, in one consumer group.",
+    )
+    worker_name: str = Field(
+        "worker", description="This worker's name: its status file and stack component."
+    )
     app_id: str = Field("omshub", description="Faust app id: the worker's consumer group.")
     topic_namespace: str = Field(
         "omshub", description="Prefix of the hub's own topics: <ns>.push.<type>, <ns>.dlq."

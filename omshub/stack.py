@@ -646,17 +646,27 @@ def sandbox_component(settings: Settings) -> ComponentSpec:
     )
 
 
-def worker_component(settings: Settings) -> ComponentSpec:
-    """The Faust worker (``omshub worker``): push router, worker agents, sweeper."""
+def worker_name(index: int) -> str:
+    """``worker`` for the first worker process, ``worker-2``, ``worker-3``... for the others."""
+    return WORKER if index == 0 else f"{WORKER}-{index + 1}"
+
+
+def worker_component(settings: Settings, index: int = 0) -> ComponentSpec:
+    """A Faust worker (``omshub worker``): push router, worker agents, sweeper.
+
+    Several workers form one consumer group (the app id) and split the partitions.
+    """
+    name = worker_name(index)
+    port = settings.worker_port + index
+    worker_settings = settings.model_copy(update={"worker_name": name, "worker_port": port})
+    home = settings.home.resolve()
     return _python_component(
-        settings,
-        WORKER,
-        ["worker"],
-        f"faust web http://127.0.0.1:{settings.worker_port}",
-        _worker_healthy(
-            worker_status_path(settings.home), settings.home.resolve() / "run" / f"{WORKER}.pid"
-        ),
-        port=("127.0.0.1", settings.worker_port),
+        worker_settings,
+        name,
+        ["worker", "--name", name],
+        f"faust web http://127.0.0.1:{port}",
+        _worker_healthy(home / "run" / f"{name}.status.json", home / "run" / f"{name}.pid"),
+        port=("127.0.0.1", port),
         port_setting="OMSHUB_WORKER_PORT",
     )
 
@@ -669,7 +679,7 @@ def default_components(settings: Settings) -> list[ComponentSpec]:
     if settings.start_sandbox:
         specs.append(sandbox_component(settings))
     if settings.start_worker:
-        specs.append(worker_component(settings))
+        specs.extend(worker_component(settings, i) for i in range(settings.workers))
     return specs
 
 

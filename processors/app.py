@@ -25,12 +25,12 @@ import aiohttp
 import faust
 import orjson
 from aiohttp import web
-from confluent_kafka import Producer
+from confluent_kafka import Consumer, Producer, TopicPartition
 
 from connectors.binlog.config import load_config
 from omshub.errors import ContractError
 from omshub.fileio import write_json_atomic
-from omshub.kafka import producer_config
+from omshub.kafka import TopicAdmin, producer_config
 from omshub.settings import Settings
 from processors.cancel_lookup import (
     CancelApplicationIndex,
@@ -396,30 +396,41 @@ def create_app(settings: Settings) -> faust.App:
 
     fetch = make_fetch(params, rt.executor)
 
-    @app.agent(
-        app.topic(table_topic(settings, "cs_cancel_application"), allow_empty=True, **_RAW),
-        name="cancel-applications",
-    )
-    async def cancel_applications(stream: Any) -> None:
-        async for event in stream.events():
-            try:
-                record = _decode(event.message)
-                if isinstance(record, ChangeEvent):
-                    rt.lookup.on_change(record)
-            except Exception as exc:  # noqa: BLE001 - a miss here only costs a DB read
-                rt.counters["lookup_errors"] += 1
-                log.error("cancel application change skipped", extra={"error": str(exc)})
-
     @app.task
-    async def rebuild_lookup() -> None:
+    async def follow_cancel_applications() -> None:
+        """Every worker needs every application, not its share of the partitions, so the filter
+        is fed by a consumer of its own (all partitions, no group) instead of a Faust agent.
+
+        The end offsets are taken before the snapshot is read, and the consumer starts from them:
+        an application written in between is in the snapshot, the stream or both (harmless in a
+        Bloom filter), never in neither.
+        """
         loop = asyncio.get_running_loop()
+        topic = table_topic(settings, "cs_cancel_application")
+        follower = ApplicationFollower(
+            settings.bootstrap_servers,
+            topic,
+            load_config(settings.connector_config).topic_partitions,
+        )
+        own_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="lookup-follow")
         try:
+            await loop.run_in_executor(own_thread, follower.assign_at_end)
             count = await loop.run_in_executor(
                 rt.executor, lambda: rt.lookup.rebuild(snapshot_order_nos(params))
             )
             log.info("cancel-application filter built", extra={"order_nos": count})
         except Exception as exc:  # noqa: BLE001 - lookups go to the database until rebuilt
-            log.error("cancel-application filter not built", extra={"error": str(exc)})
+            log.error(f"cancel-application filter not built: {exc}", extra={"error": str(exc)})
+            return
+        while True:
+            records = await loop.run_in_executor(own_thread, follower.poll)
+            for record in records:
+                try:
+                    if isinstance(record, ChangeEvent):
+                        rt.lookup.on_change(record)
+                except Exception as exc:  # noqa: BLE001 - a miss here only costs a DB read
+                    rt.counters["lookup_errors"] += 1
+                    log.error("cancel application change skipped", extra={"error": str(exc)})
 
     handler = make_handler(rt.lookup, fetch)
 
@@ -490,6 +501,61 @@ def create_app(settings: Settings) -> faust.App:
     return app
 
 
+class ApplicationFollower:
+    """A group-less consumer of every partition of the cancel-application topic."""
+
+    def __init__(self, bootstrap_servers: str, topic: str, partitions: int = 1) -> None:
+        self.topic = topic
+        self.bootstrap_servers = bootstrap_servers
+        self.partitions = partitions
+        self.consumer = Consumer(
+            {
+                "bootstrap.servers": bootstrap_servers,
+                "group.id": "omshub-lookup-unused",  # required by librdkafka; never joined
+                "enable.auto.commit": False,
+                "fetch.wait.max.ms": 50,
+            }
+        )
+
+    def assign_at_end(self) -> None:
+        metadata = self.consumer.list_topics(self.topic, timeout=10)
+        info = metadata.topics.get(self.topic)
+        if info is None or info.error is not None or not info.partitions:
+            # no application was captured yet: create the topic as the connector would
+            TopicAdmin(self.bootstrap_servers).ensure([self.topic], partitions=self.partitions)
+            metadata = self.consumer.list_topics(self.topic, timeout=10)
+            info = metadata.topics[self.topic]
+        partitions = sorted(info.partitions)
+        assignment = []
+        for partition in partitions:
+            _low, high = self.consumer.get_watermark_offsets(
+                TopicPartition(self.topic, partition), timeout=10
+            )
+            assignment.append(TopicPartition(self.topic, partition, max(high, 0)))
+        self.consumer.assign(assignment)
+
+    def poll(self) -> list[Record]:
+        records: list[Record] = []
+        for message in self.consumer.consume(500, timeout=0.5):
+            if message.error() or message.value() is None:
+                continue
+            try:
+                records.append(_decode_confluent(message))
+            except ContractError as exc:
+                log.error("cancel application record skipped", extra={"error": str(exc)})
+        return records
+
+
+def _decode_confluent(message: Any) -> Record:
+    return decode(
+        message.topic() or "",
+        message.key(),
+        message.value(),
+        partition=message.partition(),
+        offset=message.offset(),
+    )
+
+
 def run_worker(settings: Settings) -> None:
     """Run the app in this process until SIGTERM/SIGINT (what `omshub worker` does).
 
@@ -506,4 +572,4 @@ def run_worker(settings: Settings) -> None:
 
 
 def status_file(settings: Settings) -> Path:
-    return settings.home.resolve() / "run" / "worker.status.json"
+    return settings.home.resolve() / "run" / f"{settings.worker_name}.status.json"

@@ -62,6 +62,7 @@ def test_up_status_down(stack_env):
         "connector": "running",
         "sandbox": "running",
         "worker": "running",
+        "worker-2": "running",
     }
     pids = {name: c["pid"] for name, c in data["components"].items()}
     wait_until(

@@ -159,7 +159,7 @@ def test_status_with_external_services_masks_the_password(tmp_path: Path) -> Non
 
 def test_default_components_follow_settings(tmp_path: Path) -> None:
     names = [spec.name for spec in default_components(_embedded(tmp_path))]
-    assert names == [MARIADB, TANSU, CONNECTOR, SANDBOX, WORKER]
+    assert names == [MARIADB, TANSU, CONNECTOR, SANDBOX, WORKER, f"{WORKER}-2"]
     only_services = _embedded(
         tmp_path, start_connector=False, start_sandbox=False, start_worker=False
     )
