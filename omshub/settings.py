@@ -146,7 +146,7 @@ class Settings(BaseSettings):
         description="A PENDING row no worker finished after this many seconds is re-driven.",
     )
     writeback_max_batch: int = Field(500, description="Outcomes written back per statement.")
-    writeback_flush_ms: int = Field(20, description="Longest an outcome waits to be written.")
+    writeback_flush_ms: int = Field(5, description="Longest an outcome waits to be written.")
 
     def downstream_url(self, system: str) -> str:
         """Base URL for one downstream system (override, else the shared base URL)."""
