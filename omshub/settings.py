@@ -89,7 +89,7 @@ class Settings(BaseSettings):
     kafka_host: str = Field("127.0.0.1", description="Address the embedded Tansu binds to.")
     kafka_port: int = Field(19092, description="Port of the embedded Tansu broker.")
     kafka_fetch_max_wait_ms: int = Field(
-        10,
+        20,
         description="Longest a worker's fetch waits for data. Tansu answers a fetch only when "
         "this runs out, so it bounds the latency of every hop.",
     )
@@ -146,7 +146,7 @@ class Settings(BaseSettings):
         description="A PENDING row no worker finished after this many seconds is re-driven.",
     )
     writeback_max_batch: int = Field(500, description="Outcomes written back per statement.")
-    writeback_flush_ms: int = Field(5, description="Longest an outcome waits to be written.")
+    writeback_flush_ms: int = Field(20, description="Longest an outcome waits to be written.")
 
     def downstream_url(self, system: str) -> str:
         """Base URL for one downstream system (override, else the shared base URL)."""
