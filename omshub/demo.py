@@ -282,12 +282,15 @@ def _finance_totals(
 
 
 def _stock_sent(settings: Settings) -> int:
-    status_path = settings.home.resolve() / "run" / "worker.status.json"
-    try:
-        worker = json.loads(status_path.read_text())
-        return int((worker.get("stock") or {}).get("sent", 0))
-    except (OSError, ValueError):
-        return 0
+    """Sellable-stock values sent so far, summed over every worker's status file."""
+    total = 0
+    for status_path in (settings.home.resolve() / "run").glob("worker*.status.json"):
+        try:
+            worker = json.loads(status_path.read_text())
+            total += int((worker.get("stock") or {}).get("sent", 0))
+        except (OSError, ValueError):
+            continue
+    return total
 
 
 def _high_watermarks(settings: Settings, topics: list[str]) -> dict[str, int]:
