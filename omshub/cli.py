@@ -6,10 +6,9 @@ import json
 import signal
 import sys
 import uuid
-from collections.abc import Callable
 from decimal import Decimal
 from pathlib import Path
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn
 
 import click
 from pydantic import ValidationError
@@ -17,15 +16,13 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from omshub.errors import ConfigError, OmshubError
+from omshub.errors import OmshubError
 from omshub.logs import setup_logging
 from omshub.settings import Settings
 
 # Piped output (CI logs, `| less`) gets a readable width instead of rich's 80-column default.
 console = Console(width=None if sys.stdout.isatty() else 120)
 err_console = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
-
-F = TypeVar("F", bound=Callable[..., Any])
 
 
 def fail(message: str, code: int = 2) -> NoReturn:
@@ -574,13 +571,6 @@ def resnapshot(
     finally:
         conn.close()
     console.print(f"signal {signal_id} written; the connector will emit op=r records for {fq}")
-
-
-def run() -> None:
-    try:
-        main()
-    except ConfigError as exc:  # pragma: no cover - main() already handles it
-        fail(str(exc), code=1)
 
 
 if __name__ == "__main__":

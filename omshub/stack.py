@@ -616,10 +616,6 @@ def _http_healthy(url: str) -> Callable[[], bool]:
     return healthy
 
 
-def worker_status_path(home: Path) -> Path:
-    return home.resolve() / "run" / "worker.status.json"
-
-
 def _worker_healthy(status_file: Path, pid_file: Path) -> Callable[[], bool]:
     def healthy() -> bool:
         data = _status_of_current_process(status_file, pid_file)
