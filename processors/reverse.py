@@ -165,10 +165,8 @@ class ReverseFlow:
             self._local.conn = conn
         return conn
 
-    def _release(self, conn: pymysql.connections.Connection[Any], failed: bool) -> None:
-        """End the step: roll back what a failed step left open; drop a broken connection."""
-        if not failed:
-            return
+    def _abandon(self, conn: pymysql.connections.Connection[Any]) -> None:
+        """After a failed step: roll back what it left open; drop a broken connection."""
         try:
             conn.rollback()
         except pymysql.err.Error:
@@ -262,7 +260,7 @@ class ReverseFlow:
             conn.commit()
             return {"reverse": reverse, "order": order}
         except BaseException:
-            self._release(conn, failed=True)
+            self._abandon(conn)
             raise
 
     @staticmethod
@@ -302,7 +300,7 @@ class ReverseFlow:
                     )
             conn.commit()
         except BaseException:
-            self._release(conn, failed=True)
+            self._abandon(conn)
             raise
 
     def _advance(
@@ -338,7 +336,7 @@ class ReverseFlow:
             conn.commit()
             return True
         except BaseException:
-            self._release(conn, failed=True)
+            self._abandon(conn)
             raise
 
     def _reject(self, reverse_no: str, expected: str, reason: str) -> ReverseResult:
@@ -348,7 +346,7 @@ class ReverseFlow:
                 self._reject_in(cur, reverse_no, expected, reason)
             conn.commit()
         except BaseException:
-            self._release(conn, failed=True)
+            self._abandon(conn)
             raise
         self._count("rejected")
         log.warning("reverse order rejected", extra={"reverse_no": reverse_no, "reason": reason})
@@ -465,7 +463,7 @@ class ReverseFlow:
                 reverse_no, "PUSHED", effective, plan.total, [str(t) for t, _ in nodes]
             )
         except BaseException:
-            self._release(conn, failed=True)
+            self._abandon(conn)
             raise
 
     @staticmethod
@@ -675,5 +673,5 @@ class ReverseFlow:
             conn.commit()
             return rows
         except BaseException:
-            self._release(conn, failed=True)
+            self._abandon(conn)
             raise

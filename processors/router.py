@@ -15,10 +15,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from schemas.change_event import ChangeEvent, Op
-from schemas.pushes import PushStatus, PushType
+from schemas.pushes import KNOWN_PUSH_TYPES, PushStatus
 from workers.base import PushTask
 
-_KNOWN = frozenset(t.value for t in PushType)
+_KNOWN_LIST = ", ".join(sorted(KNOWN_PUSH_TYPES))
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,10 +87,10 @@ def route(event: ChangeEvent) -> Decision:
     except (KeyError, TypeError, ValueError):
         return Decision(reason="row without an id")
     push_type = str(after.get("push_type") or "")
-    if push_type not in _KNOWN:
+    if push_type not in KNOWN_PUSH_TYPES:
         return Decision(
             fail_id=row_id,
-            error=f"unknown push_type {push_type!r}; known types: {', '.join(sorted(_KNOWN))}",
+            error=f"unknown push_type {push_type!r}; known types: {_KNOWN_LIST}",
             reason="unknown push_type",
         )
     missing = [c for c in ("order_no", "idempotency_key") if not after.get(c)]

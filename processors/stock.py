@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -170,7 +169,10 @@ class StockCoalescer:
                     cur.executemany(
                         "INSERT INTO omshub_stock_position (sku_code, warehouse_code, position, "
                         "sellable) VALUES (%s, %s, %s, %s) ON DUPLICATE KEY UPDATE "
-                        "sellable = VALUES(sellable), position = VALUES(position)",
+                        # conditional too: two workers racing on a brand-new key both see no
+                        # row above; the newer position still wins
+                        "sellable = IF(VALUES(position) > position, VALUES(sellable), sellable), "
+                        "position = GREATEST(position, VALUES(position))",
                         [(u.sku_code, u.warehouse_code, u.position, u.sellable) for u in winners],
                     )
             conn.commit()
@@ -182,7 +184,3 @@ class StockCoalescer:
                     self.pending[update.key] = update
             raise
         return winners
-
-
-def now_ms() -> int:
-    return int(time.time() * 1000)

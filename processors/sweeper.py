@@ -23,13 +23,12 @@ import pymysql
 
 from processors.router import task_from_row
 from processors.writeback import Database
-from schemas.pushes import PushType
+from schemas.pushes import KNOWN_PUSH_TYPES
 
 log = logging.getLogger(__name__)
 
 _LOCK = "omshub_sweeper"
 _EPOCH = dt.datetime(1970, 1, 1)
-_KNOWN = frozenset(t.value for t in PushType)
 
 
 @dataclass
@@ -88,7 +87,7 @@ class Sweeper:
                             "WHERE id IN %s AND status = 'PENDING'",
                             ([r["id"] for r in rows],),
                         )
-                        unknown = [r["id"] for r in rows if r["push_type"] not in _KNOWN]
+                        unknown = [r["id"] for r in rows if r["push_type"] not in KNOWN_PUSH_TYPES]
                         if unknown:
                             result.unknown_type_failed = cur.execute(
                                 "UPDATE oms_order_push SET status = 'FAILED', attempts = 1, "
@@ -98,7 +97,7 @@ class Sweeper:
                             )
                         conn.commit()
                     for row in rows:
-                        if row["push_type"] in _KNOWN:
+                        if row["push_type"] in KNOWN_PUSH_TYPES:
                             created = row.get("created_at")
                             if isinstance(created, dt.datetime):  # naive UTC (session tz)
                                 row["created_at"] = (created - _EPOCH) // dt.timedelta(

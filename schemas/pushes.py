@@ -26,6 +26,9 @@ class PushType(StrEnum):
     COUPON_UNBIND = "COUPON_UNBIND"
 
 
+KNOWN_PUSH_TYPES: frozenset[str] = frozenset(t.value for t in PushType)
+
+
 class PushStatus(StrEnum):
     PENDING = "PENDING"
     DONE = "DONE"
