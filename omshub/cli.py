@@ -257,6 +257,7 @@ def connector_run(
     """Run the connector in the foreground until SIGTERM/SIGINT."""
     from connectors.binlog.config import load_config
     from connectors.binlog.connector import BinlogConnector
+    from connectors.binlog.control import control_path
     from connectors.binlog.offsets import FileOffsetStore
     from connectors.binlog.sink import KafkaSink
 
@@ -271,6 +272,7 @@ def connector_run(
         FileOffsetStore(offsets or default_offsets),
         server_id=settings.connector_server_id,
         status_path=status_file or default_status,
+        control_path=control_path(status_file or default_status),
     )
 
     def _stop(_signum: int, _frame: Any) -> None:
@@ -306,23 +308,112 @@ def connector_reset(
     console.print("deleted; the connector snapshots again on its next start")
 
 
-@connector.command("status")
+def _connect_client(ctx: click.Context) -> Any:
+    from omshub.web.client import ConnectClient
+    from omshub.web.server import resolve_token
+
+    settings = _settings(ctx)
+    return ConnectClient(f"http://{settings.web_host}:{settings.web_port}", resolve_token(settings))
+
+
+def _connector_state_table(statuses: dict[str, Any]) -> Table:
+    table = Table("connector", "state", "task 0", "worker", "trace")
+    for name, status in sorted(statuses.items()):
+        conn, tasks = status["connector"], status.get("tasks") or [{}]
+        table.add_row(
+            name,
+            conn["state"],
+            tasks[0].get("state", "-"),
+            conn.get("worker_id", "-"),
+            conn.get("trace") or "",
+        )
+    return table
+
+
+@connector.command("list")
 @click.option("--json", "as_json", is_flag=True)
 @click.pass_context
-def connector_status(ctx: click.Context, as_json: bool) -> None:
-    """Show the connector's state, position, lag and counters."""
+def connector_list(ctx: click.Context, as_json: bool) -> None:
+    """List connectors and their states (GET /connectors?expand=status)."""
+    data = _connect_client(ctx).get("/connectors?expand=status")
+    if as_json:
+        click.echo(json.dumps(data, indent=2))
+        return
+    console.print(_connector_state_table({n: v["status"] for n, v in data.items()}))
+
+
+@connector.command("status")
+@click.argument("name", required=False)
+@click.option("--json", "as_json", is_flag=True)
+@click.pass_context
+def connector_status(ctx: click.Context, name: str | None, as_json: bool) -> None:
+    """Show a connector's state (REST) and, for the embedded one, its position, lag and counters."""
     from connectors.binlog.status import read_status
 
-    status = read_status(_connector_paths(_settings(ctx))[1])
-    if status is None:
-        fail("no connector status yet: is it running? (omshub up)", code=1)
+    client = _connect_client(ctx)
+    names = client.get("/connectors")
+    if name is None:
+        if not names:
+            fail("no connectors configured", code=1)
+        name = names[0]
+    elif name not in names:
+        fail(f"unknown connector {name!r}; known: {', '.join(names) or 'none'}")
+    status = client.get(f"/connectors/{name}/status")
+    detail = read_status(_connector_paths(_settings(ctx))[1]) or {}
+    if detail.get("name") != name:
+        detail = {}
     if as_json:
-        click.echo(json.dumps(status, indent=2))
+        click.echo(json.dumps({**status, "detail": detail}, indent=2))
         return
-    table = Table("field", "value", title=f"connector {status.get('name')}")
-    for key, value in status.items():
-        table.add_row(key, str(value))
-    console.print(table)
+    console.print(_connector_state_table({name: status}))
+    if detail:
+        table = Table("field", "value", title=f"connector {name} (embedded)")
+        for key, value in detail.items():
+            table.add_row(key, str(value))
+        console.print(table)
+
+
+def _connector_action(ctx: click.Context, name: str, method: str, path: str, done: str) -> None:
+    client = _connect_client(ctx)
+    if client.token is None:
+        fail("no REST token: set OMSHUB_WEB_TOKEN or start `omshub web` once (it writes one)")
+    code, _body = client.call(method, f"/connectors/{name}{path}")
+    console.print(f"{name}: {done} (HTTP {code})")
+
+
+@connector.command("pause")
+@click.argument("name")
+@click.pass_context
+def connector_pause(ctx: click.Context, name: str) -> None:
+    """Pause a connector: it stops reading the binlog and keeps its committed offset."""
+    _connector_action(ctx, name, "PUT", "/pause", "pause requested")
+
+
+@connector.command("resume")
+@click.argument("name")
+@click.pass_context
+def connector_resume(ctx: click.Context, name: str) -> None:
+    """Resume a paused connector from its committed offset."""
+    _connector_action(ctx, name, "PUT", "/resume", "resume requested")
+
+
+@connector.command("restart")
+@click.argument("name")
+@click.pass_context
+def connector_restart(ctx: click.Context, name: str) -> None:
+    """Restart a connector (and start its process again if it died)."""
+    _connector_action(ctx, name, "POST", "/restart", "restart requested")
+
+
+@main.command("web")
+@click.pass_context
+def web_cmd(ctx: click.Context) -> None:
+    """Serve the dashboard, /metrics and the connector REST API in the foreground."""
+    from omshub.web.server import run_web
+
+    settings = _settings(ctx)
+    setup_logging(settings.log_level)
+    run_web(settings)
 
 
 # -- worker and sandbox ------------------------------------------------------------------------
@@ -571,6 +662,13 @@ def resnapshot(
     finally:
         conn.close()
     console.print(f"signal {signal_id} written; the connector will emit op=r records for {fq}")
+
+
+# -- replay and dlq (omshub/cli_replay.py) -----------------------------------------------------
+
+from omshub import cli_replay as _cli_replay  # noqa: E402
+
+_cli_replay.register(main)
 
 
 if __name__ == "__main__":

@@ -140,6 +140,22 @@ class Settings(BaseSettings):
         "omshub", description="Prefix of the hub's own topics: <ns>.push.<type>, <ns>.dlq."
     )
     start_worker: bool = Field(True, description="Whether `omshub up` starts the Faust worker.")
+    web_host: str = Field(
+        "127.0.0.1", description="Address `omshub web` binds to (dashboard, /metrics, REST)."
+    )
+    web_port: int = Field(18088, description="Port of `omshub web`.")
+    web_token: SecretStr | None = Field(
+        None,
+        description="Bearer token for mutating REST calls (pause, resume, restart). Unset: one is "
+        "generated into <home>/run/web.token on first start and read from there by the CLI.",
+    )
+    web_refresh_s: float = Field(2.0, description="How often the dashboard's figures are sampled.")
+    web_history_s: float = Field(3600.0, description="How much history the dashboard's plots keep.")
+    web_lag_groups: list[str] = Field(
+        default_factory=list,
+        description="Consumer groups to show lag for besides the workers' own (app id), as JSON.",
+    )
+    start_web: bool = Field(True, description="Whether `omshub up` starts `omshub web`.")
     sweeper_interval_s: float = Field(2.0, description="How often the sweeper looks for work.")
     sweeper_pending_after_s: float = Field(
         30.0,
@@ -152,7 +168,7 @@ class Settings(BaseSettings):
         """Base URL for one downstream system (override, else the shared base URL)."""
         return self.downstream_urls.get(system, self.downstream_base_url).rstrip("/")
 
-    @field_validator("mysql_port", "kafka_port", "sandbox_port", "worker_port")
+    @field_validator("mysql_port", "kafka_port", "sandbox_port", "worker_port", "web_port")
     @classmethod
     def _port_range(cls, value: int) -> int:
         if not 0 < value < 65536:

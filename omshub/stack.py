@@ -71,6 +71,7 @@ TANSU = "tansu"
 CONNECTOR = "connector"
 SANDBOX = "sandbox"
 WORKER = "worker"
+WEB = "web"
 
 ComponentState = Literal["running", "stopped", "stale", "external", "unhealthy"]
 
@@ -550,7 +551,7 @@ def _connector_healthy(status_file: Path, pid_file: Path) -> Callable[[], bool]:
     def healthy() -> bool:
         data = _status_of_current_process(status_file, pid_file)
         state = data.get("state")
-        if state != "RUNNING":
+        if state not in ("RUNNING", "PAUSED"):  # paused on request is a healthy process
             error = data.get("error") or data.get("last_error")
             raise StackError(f"connector state is {state}" + (f": {error}" if error else ""))
         return True
@@ -667,6 +668,20 @@ def worker_component(settings: Settings, index: int = 0) -> ComponentSpec:
     )
 
 
+def web_component(settings: Settings) -> ComponentSpec:
+    """The dashboard, /metrics and the connector REST API (``omshub web``)."""
+    base = f"http://{settings.web_host}:{settings.web_port}"
+    return _python_component(
+        settings,
+        WEB,
+        ["web"],
+        base,
+        _http_healthy(f"{base}/healthz"),
+        port=(settings.web_host, settings.web_port),
+        port_setting="OMSHUB_WEB_PORT",
+    )
+
+
 def default_components(settings: Settings) -> list[ComponentSpec]:
     """The stack ``omshub up`` starts, in start order (``down`` stops in reverse)."""
     specs = [mariadb_component(settings), tansu_component(settings)]
@@ -676,6 +691,8 @@ def default_components(settings: Settings) -> list[ComponentSpec]:
         specs.append(sandbox_component(settings))
     if settings.start_worker:
         specs.extend(worker_component(settings, i) for i in range(settings.workers))
+    if settings.start_web:
+        specs.append(web_component(settings))
     return specs
 
 

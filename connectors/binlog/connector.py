@@ -36,6 +36,7 @@ from pymysqlreplication.event import (
 from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, WriteRowsEvent
 
 from connectors.binlog.config import ConnectorConfig
+from connectors.binlog.control import PAUSED, ControlWatcher
 from connectors.binlog.converters import RowConverter, spec_from_binlog_column
 from connectors.binlog.fastrows import CompiledTable, compile_table, fetch_rows
 from connectors.binlog.offsets import FileOffsetStore, Offset
@@ -109,6 +110,14 @@ class _Ack:
     def __call__(self, err: Any, _msg: Any) -> None:
         self.error = err
         self.done = True
+
+
+class _ControlRequested(Exception):
+    """Unwinds the stream loop (flushing, committing) to pause or restart on request."""
+
+    def __init__(self, *, restart: bool) -> None:
+        super().__init__("restart" if restart else "pause")
+        self.restart = restart
 
 
 class DeliveryFailedError(SourceUnavailableError):
@@ -210,6 +219,7 @@ class BinlogConnector:
         *,
         server_id: int = 5401,
         status_path: Path | None = None,
+        control_path: Path | None = None,
         reconnect_max_s: float = 30.0,
         fast_rows: bool = True,
     ) -> None:
@@ -225,6 +235,9 @@ class BinlogConnector:
         self.fast_rows = fast_rows
         self.metrics = ConnectorMetrics(name=config.name)
         self.metrics.unimplemented_keys = list(config.unimplemented)
+        #: pause/resume/restart asked for through the REST API (connectors.binlog.control)
+        self._control = ControlWatcher(control_path)
+        self._next_control = 0.0
         self._stop = threading.Event()
         self._tracker = AckTracker()
         self._routes: dict[int, _Route] = {}
@@ -263,9 +276,20 @@ class BinlogConnector:
         backoff = 0.5
         try:
             while not self.stopping:
+                self._wait_while_paused()
+                if self.stopping:
+                    break
                 try:
                     self._run_once()
                     return
+                except _ControlRequested as request:
+                    self._close_io(flush=True)
+                    if request.restart:
+                        self._control.restart_done()
+                        self.metrics.restarts_total += 1
+                        self._set_state("RESTARTING", "restarting")
+                        self._write_status(force=True)
+                        log.info("restarting on request", extra={"connector": self.config.name})
                 except SourceUnavailableError as exc:
                     self._set_state("RECONNECTING", "reconnecting", error=str(exc))
                     self.metrics.reconnects_total += 1
@@ -287,6 +311,21 @@ class BinlogConnector:
             if self.metrics.state != "FAILED":
                 self._set_state("STOPPED", "stopped")
             self._write_status(force=True)
+
+    def _wait_while_paused(self) -> None:
+        """Hold still (no binlog connection, offsets committed) while the target is PAUSED."""
+        if self._control.refresh().state != PAUSED:
+            return
+        self._set_state("PAUSED", "paused")
+        self._write_status(force=True)
+        log.info("paused on request", extra={"connector": self.config.name})
+        while not self.stopping and self._control.refresh().state == PAUSED:
+            self._stop.wait(0.2)
+            if time.monotonic() >= self._next_status:
+                self._next_status = time.monotonic() + 1.0
+                self._write_status(force=True)
+        self._control.restart_done()  # a restart asked for while paused is the resume itself
+        log.info("resumed on request", extra={"connector": self.config.name})
 
     def _run_once(self) -> None:
         self._connect_ctl()
@@ -954,6 +993,11 @@ class BinlogConnector:
         if now >= self._next_status:
             self._next_status = now + 1.0
             self._write_status()
+        if now >= self._next_control and not self._snapshotting:
+            self._next_control = now + 0.2
+            target = self._control.refresh()
+            if target.state == PAUSED or self._control.restart_pending():
+                raise _ControlRequested(restart=target.state != PAUSED)
 
     _next_check = 0.0
     _last_event_ts_ms: int | None = None

@@ -36,6 +36,7 @@ class ConnectorMetrics:
     heartbeats_total: int = 0
     errors_total: int = 0
     reconnects_total: int = 0
+    restarts_total: int = 0
     pending_acks: int = 0
     last_error: str | None = None
     last_event_ts_ms: int | None = None

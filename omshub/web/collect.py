@@ -1,0 +1,382 @@
+"""What the dashboard and /metrics show, sampled in one place every few seconds.
+
+Sampling once and serving the cached sample means a dozen open dashboards and a Prometheus scrape
+cost the database and the broker the same as one: a few indexed queries and one batch of offset
+requests per interval, whatever the number of readers.
+
+Sources: the connector's and workers' status files (their processes rewrite them every second),
+``oms_order_push`` for the backlog (only the non-final statuses, which an index covers), and the
+broker for committed offsets, log-end offsets and the timestamp of the oldest unconsumed record.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections import deque
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import orjson
+
+from connectors.binlog.control import control_path, read_control
+from omshub.fileio import read_json
+from omshub.settings import Settings
+
+log = logging.getLogger(__name__)
+
+#: a status file older than this belongs to a process that stopped writing it
+STATUS_STALE_S = 5.0
+BACKLOG_STATUSES = ("PENDING", "RETRY", "FAILED", "CANCELLED")
+DLQ_RECENT = 10
+
+
+class KafkaProbe(Protocol):
+    """The broker calls the collector makes (confluent-kafka in production, fakes in tests)."""
+
+    def committed(self, group: str) -> dict[tuple[str, int], int]: ...
+
+    def end_offsets(
+        self, partitions: Iterable[tuple[str, int]]
+    ) -> dict[tuple[str, int], tuple[int, int]]: ...
+
+    def timestamps_at(
+        self, positions: dict[tuple[str, int], int]
+    ) -> dict[tuple[str, int], int]: ...
+
+    def tail(self, topic: str, count: int) -> list[bytes]: ...
+
+    def partitions(self, topic: str) -> list[int]: ...
+
+
+def pid_alive(pid: Any) -> bool:
+    if not isinstance(pid, int) or pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _fresh(data: dict[str, Any], now: float) -> bool:
+    updated = data.get("updated_at")
+    return isinstance(updated, int | float) and now - updated <= STATUS_STALE_S
+
+
+@dataclass
+class _Rate:
+    """Per-second rate of a running total between two samples."""
+
+    last: dict[str, tuple[float, float]] = field(default_factory=dict)
+
+    def __call__(self, key: str, now: float, total: float) -> float:
+        previous = self.last.get(key)
+        self.last[key] = (now, total)
+        if previous is None or now <= previous[0] or total < previous[1]:
+            return 0.0
+        return round((total - previous[1]) / (now - previous[0]), 1)
+
+
+class Collector:
+    """Builds one snapshot (a JSON-able dict) from status files, the database and the broker."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        connect_db: Callable[[], Any],
+        kafka: KafkaProbe,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.settings = settings
+        self.run_dir = settings.home.resolve() / "run"
+        self._connect_db = connect_db
+        self._db: Any = None
+        self.kafka = kafka
+        self.clock = clock
+        self._rate = _Rate()
+        self._dlq_cache: tuple[int, list[dict[str, Any]]] = (-1, [])
+        self._known_partitions: set[tuple[str, int]] = set()
+
+    # -- connectors ------------------------------------------------------------------------
+
+    def connector_status_files(self) -> list[Path]:
+        return sorted(self.run_dir.glob("connector*.status.json"))
+
+    def connectors(self, now: float) -> list[dict[str, Any]]:
+        out = []
+        for path in self.connector_status_files():
+            data = read_json(path)
+            if data is None:
+                continue
+            out.append(connector_view(data, path, now))
+        return out
+
+    # -- workers ---------------------------------------------------------------------------
+
+    def workers(self, now: float) -> list[dict[str, Any]]:
+        out = []
+        for path in sorted(self.run_dir.glob("worker*.status.json")):
+            data = read_json(path)
+            if data is None:
+                continue
+            name = path.name.removesuffix(".status.json")
+            alive = pid_alive(data.get("pid")) and _fresh(data, now)
+            counters = data.get("counters") or {}
+            done = sum(v for k, v in counters.items() if k.endswith(".DONE"))
+            types = data.get("types") or {}
+            out.append(
+                {
+                    "name": name,
+                    "pid": data.get("pid"),
+                    "alive": alive,
+                    "state": "RUNNING" if alive else "DEAD",
+                    "assigned": data.get("assigned") or [],
+                    "done_total": done,
+                    "done_per_s": self._rate(f"worker:{name}", now, done) if alive else 0.0,
+                    "types": types if isinstance(types, dict) else {},
+                    "updated_at": data.get("updated_at"),
+                }
+            )
+        return out
+
+    # -- pushes ----------------------------------------------------------------------------
+
+    def _cursor(self) -> Any:
+        if self._db is None:
+            self._db = self._connect_db()
+        self._db.ping(reconnect=True)
+        return self._db.cursor()
+
+    def pushes(self, now: float) -> dict[str, Any]:
+        sql = (
+            "SELECT push_type, status, COUNT(*), MIN(created_at) FROM oms_order_push "
+            f"WHERE status IN ({', '.join(['%s'] * len(BACKLOG_STATUSES))}) "
+            "GROUP BY push_type, status"
+        )
+        try:
+            with self._cursor() as cur:
+                cur.execute("SELECT UNIX_TIMESTAMP(NOW(3))")
+                (db_now,) = cur.fetchone()
+                cur.execute(sql, BACKLOG_STATUSES)
+                rows = cur.fetchall()
+                cur.execute(
+                    "SELECT push_type, UNIX_TIMESTAMP(MIN(created_at)) FROM oms_order_push "
+                    "WHERE status = 'PENDING' GROUP BY push_type"
+                )
+                oldest = cur.fetchall()
+        except Exception as exc:  # noqa: BLE001 - the page shows the error instead of figures
+            self._db = None
+            return {"error": f"database: {exc}", "backlog": [], "oldest_pending_s": {}}
+        backlog = [{"push_type": t, "status": s, "count": int(n)} for t, s, n, _ in sorted(rows)]
+        return {
+            "backlog": backlog,
+            "totals": {
+                status: sum(b["count"] for b in backlog if b["status"] == status)
+                for status in BACKLOG_STATUSES
+            },
+            "oldest_pending_s": {
+                t: round(max(0.0, float(db_now) - float(ts)), 1) for t, ts in oldest if ts
+            },
+        }
+
+    # -- broker ----------------------------------------------------------------------------
+
+    def groups(self) -> list[str]:
+        return list(dict.fromkeys([self.settings.app_id, *self.settings.web_lag_groups]))
+
+    def lag(self, now: float, workers: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        assigned: set[tuple[str, int]] = set()
+        for worker in workers:
+            for item in worker["assigned"]:
+                topic, _, part = str(item).rpartition(":")
+                if part.isdigit():
+                    assigned.add((topic, int(part)))
+        out: list[dict[str, Any]] = []
+        for group in self.groups():
+            committed = self.kafka.committed(group)
+            own = assigned if group == self.settings.app_id else set()
+            partitions = set(committed) | own
+            if group == self.settings.app_id:
+                self._known_partitions |= partitions
+                partitions |= self._known_partitions
+            # Faust's internal assignor topic says nothing about work waiting
+            partitions = {tp for tp in partitions if not tp[0].startswith(f"{group}-__")}
+            if not partitions:
+                continue
+            ends = self.kafka.end_offsets(partitions)
+            behind: dict[tuple[str, int], int] = {}
+            rows: list[dict[str, Any]] = []
+            for tp in sorted(partitions):
+                low, high = ends.get(tp, (0, 0))
+                position = committed.get(tp)
+                start = low if position is None or position < 0 else max(position, low)
+                lag = max(0, high - start)
+                if high == 0:
+                    continue  # never written to: hidden, as on Kafka UIs
+                if lag:
+                    behind[tp] = start
+                rows.append(
+                    {
+                        "group": group,
+                        "topic": tp[0],
+                        "partition": tp[1],
+                        "committed": position,
+                        "end": high,
+                        "lag": lag,
+                        "lag_s": 0.0,
+                    }
+                )
+            stamps = self.kafka.timestamps_at(behind) if behind else {}
+            for row in rows:
+                ts = stamps.get((str(row["topic"]), int(row["partition"])))
+                if ts is not None and ts > 0:
+                    row["lag_s"] = round(max(0.0, now - ts / 1000), 1)
+            out.extend(rows)
+        return out
+
+    def dlq(self) -> dict[str, Any]:
+        topic = f"{self.settings.topic_namespace}.dlq"
+        parts = self.kafka.partitions(topic)
+        if not parts:
+            return {"topic": topic, "count": 0, "recent": []}
+        ends = self.kafka.end_offsets((topic, p) for p in parts)
+        count = sum(high - low for low, high in ends.values())
+        total_high = sum(high for _, high in ends.values())
+        if self._dlq_cache[0] != total_high:
+            recent = []
+            for raw in self.kafka.tail(topic, DLQ_RECENT):
+                try:
+                    record = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    record = {
+                        "error": "undecodable DLQ record",
+                        "raw": raw[:200].decode(errors="replace"),
+                    }
+                if isinstance(record, dict):
+                    recent.append(record)
+            recent.sort(key=lambda r: r.get("failed_at_ms") or 0, reverse=True)
+            self._dlq_cache = (total_high, recent[:DLQ_RECENT])
+        return {"topic": topic, "count": count, "recent": self._dlq_cache[1]}
+
+    # -- one sample ------------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        now = self.clock()
+        workers = self.workers(now)
+        snap: dict[str, Any] = {
+            "ts": now,
+            "connectors": self.connectors(now),
+            "workers": workers,
+            "pushes": self.pushes(now),
+            "errors": [],
+        }
+        try:
+            snap["lag"] = self.lag(now, workers)
+            snap["dlq"] = self.dlq()
+        except Exception as exc:  # noqa: BLE001 - broker down: show it, keep sampling
+            log.warning("broker figures unavailable", extra={"error": str(exc)})
+            snap["errors"].append(f"broker: {exc}")
+            snap.setdefault("lag", [])
+            snap.setdefault("dlq", {"count": None, "recent": []})
+        if "error" in snap["pushes"]:
+            snap["errors"].append(snap["pushes"]["error"])
+        return snap
+
+    def close(self) -> None:
+        if self._db is not None:
+            with contextlib.suppress(Exception):
+                self._db.close()
+            self._db = None
+
+
+def connector_view(data: dict[str, Any], path: Path, now: float) -> dict[str, Any]:
+    """The connector as the dashboard and the REST API see it, with a Connect-style state."""
+    alive = pid_alive(data.get("pid")) and _fresh(data, now)
+    target = read_control(control_path(path))
+    own = str(data.get("state") or "UNASSIGNED")
+    return {
+        "name": data.get("name") or path.name.removesuffix(".status.json"),
+        "state": connect_state(own, alive),
+        "detail": own if alive else "not running",
+        "target": target.state,
+        "alive": alive,
+        "pid": data.get("pid"),
+        "phase": data.get("phase"),
+        "binlog_file": data.get("binlog_file"),
+        "binlog_pos": data.get("binlog_pos"),
+        "committed_file": data.get("committed_file"),
+        "committed_pos": data.get("committed_pos"),
+        "ms_behind_source": data.get("ms_behind_source"),
+        "events_total": data.get("events_total", 0),
+        "events_per_s": data.get("events_per_s", 0.0) if alive else 0.0,
+        "errors_total": data.get("errors_total", 0),
+        "reconnects_total": data.get("reconnects_total", 0),
+        "last_error": data.get("last_error"),
+        "updated_at": data.get("updated_at"),
+        "status_file": str(path),
+    }
+
+
+def connect_state(own: str, alive: bool) -> str:
+    """Map the embedded connector's states onto Kafka Connect's.
+
+    Connect reports a task that is retrying its source connection as RUNNING, so RECONNECTING
+    maps to RUNNING (the dashboard shows the detail); a process that is gone is UNASSIGNED.
+    """
+    if own == "FAILED":
+        return "FAILED"
+    if not alive:
+        return "UNASSIGNED"
+    return {
+        "RUNNING": "RUNNING",
+        "RECONNECTING": "RUNNING",
+        "PAUSED": "PAUSED",
+        "RESTARTING": "RESTARTING",
+        "STOPPED": "STOPPED",
+    }.get(own, "UNASSIGNED")
+
+
+class History:
+    """A ring of compact samples for the plots: enough for ``history_s`` at the refresh rate."""
+
+    FIELDS = (
+        "ts",
+        "events_per_s",
+        "done_per_s",
+        "lag",
+        "lag_s",
+        "pending",
+        "retry",
+        "failed",
+        "dlq",
+    )
+
+    def __init__(self, history_s: float, refresh_s: float) -> None:
+        self.samples: deque[list[float | None]] = deque(maxlen=max(10, int(history_s / refresh_s)))
+
+    def add(self, snap: dict[str, Any]) -> list[float | None]:
+        totals = snap["pushes"].get("totals") or {}
+        lag = snap.get("lag") or []
+        row: list[float | None] = [
+            round(snap["ts"], 3),
+            sum(c["events_per_s"] or 0 for c in snap["connectors"]),
+            sum(w["done_per_s"] for w in snap["workers"]),
+            sum(r["lag"] for r in lag),
+            max((r["lag_s"] for r in lag), default=0.0),
+            totals.get("PENDING"),
+            totals.get("RETRY"),
+            totals.get("FAILED"),
+            (snap.get("dlq") or {}).get("count"),
+        ]
+        self.samples.append(row)
+        return row
+
+    def to_json(self) -> dict[str, Any]:
+        return {"fields": list(self.FIELDS), "samples": list(self.samples)}

@@ -1,0 +1,293 @@
+"""Connector REST shaped like Kafka Connect's, so tools written for Connect work against omshub.
+
+Same paths, methods, status codes and JSON shapes as Connect's REST API
+(https://kafka.apache.org/documentation/#connect_rest): the embedded connector is one source
+connector with one task (task 0). Pause, resume and restart write the target state the connector
+polls (``connectors.binlog.control``); a restart of a connector whose process is gone starts it
+again through the local stack, as Connect restarts a FAILED task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from aiohttp import web
+
+from connectors.binlog.control import PAUSED, RUNNING, control_path, write_control
+from omshub import __version__
+from omshub.errors import OmshubError
+from omshub.fileio import read_json
+from omshub.settings import Settings
+from omshub.web.collect import connector_view
+
+log = logging.getLogger(__name__)
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+_SECRET_WORDS = ("password", "secret", "token")
+
+
+def error(status: int, message: str) -> web.Response:
+    """Connect's error body: ``{"error_code": ..., "message": ...}``."""
+    return web.json_response({"error_code": status, "message": message}, status=status)
+
+
+class ConnectApi:
+    def __init__(
+        self,
+        settings: Settings,
+        token: str,
+        restart_process: Callable[[], None] | None = None,
+    ) -> None:
+        self.settings = settings
+        self.token = token
+        self.run_dir = settings.home.resolve() / "run"
+        self.worker_id = f"{settings.web_host}:{settings.web_port}"
+        self._restart_process = restart_process
+        self._restarts: set[asyncio.Task[None]] = set()
+
+    # -- model -----------------------------------------------------------------------------
+
+    def _configured(self) -> tuple[str, dict[str, str]] | None:
+        from connectors.binlog.config import load_config
+
+        try:
+            config = load_config(self.settings.connector_config)
+        except OmshubError:
+            return None
+        return config.name, dict(config.raw)
+
+    def connectors(self) -> dict[str, Path]:
+        """Connector name -> its status file (existing or where it will be written)."""
+        found: dict[str, Path] = {}
+        configured = self._configured()
+        if configured is not None and self.settings.start_connector:
+            found[configured[0]] = self.run_dir / "connector.status.json"
+        for path in sorted(self.run_dir.glob("connector*.status.json")):
+            data = read_json(path) or {}
+            name = data.get("name")
+            if isinstance(name, str):
+                found[name] = path
+        return found
+
+    def config_of(self, name: str) -> dict[str, str]:
+        configured = self._configured()
+        raw = configured[1] if configured is not None and configured[0] == name else {}
+        masked = {
+            k: ("[hidden]" if any(w in k.lower() for w in _SECRET_WORDS) else v)
+            for k, v in raw.items()
+        }
+        masked["name"] = name
+        return masked
+
+    def status_of(self, name: str, path: Path) -> dict[str, Any]:
+        data = read_json(path)
+        if data is None:
+            state, trace = "UNASSIGNED", None
+        else:
+            view = connector_view(data, path, time.time())
+            state = view["state"]
+            trace = view["last_error"] if state == "FAILED" else None
+        part: dict[str, Any] = {"state": state, "worker_id": self.worker_id}
+        if trace:
+            part["trace"] = trace
+        return {
+            "name": name,
+            "connector": dict(part),
+            "tasks": [{"id": 0, **part}],
+            "type": "source",
+        }
+
+    def info_of(self, name: str) -> dict[str, Any]:
+        return {
+            "name": name,
+            "config": self.config_of(name),
+            "tasks": [{"connector": name, "task": 0}],
+            "type": "source",
+        }
+
+    # -- routes ----------------------------------------------------------------------------
+
+    def add_routes(self, app: web.Application) -> None:
+        r = app.router
+        r.add_get("/", self.root)
+        r.add_get("/connectors", self.list_connectors)
+        r.add_post("/connectors", self.not_supported)
+        r.add_get("/connectors/{name}", self.get_connector)
+        r.add_delete("/connectors/{name}", self.not_supported)
+        r.add_get("/connectors/{name}/config", self.get_config)
+        r.add_put("/connectors/{name}/config", self.not_supported)
+        r.add_get("/connectors/{name}/status", self.get_status)
+        r.add_get("/connectors/{name}/tasks", self.get_tasks)
+        r.add_get("/connectors/{name}/tasks/{task}/status", self.get_task_status)
+        r.add_put("/connectors/{name}/pause", self.guard(self.pause))
+        r.add_put("/connectors/{name}/resume", self.guard(self.resume))
+        r.add_post("/connectors/{name}/restart", self.guard(self.restart))
+        r.add_post("/connectors/{name}/tasks/{task}/restart", self.guard(self.restart_task))
+
+    def guard(self, handler: Handler) -> Handler:
+        """Mutating calls need ``Authorization: Bearer <token>``; checked before anything else."""
+
+        async def guarded(request: web.Request) -> web.StreamResponse:
+            header = request.headers.get("Authorization", "")
+            scheme, _, given = header.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(
+                given.strip().encode(), self.token.encode()
+            ):
+                response = error(
+                    401,
+                    "this call changes state and needs 'Authorization: Bearer <token>' "
+                    "(OMSHUB_WEB_TOKEN, or the file <home>/run/web.token)",
+                )
+                response.headers["WWW-Authenticate"] = 'Bearer realm="omshub"'
+                return response
+            return await handler(request)
+
+        return guarded
+
+    def _find(self, request: web.Request) -> tuple[str, Path] | web.Response:
+        name = request.match_info["name"]
+        path = self.connectors().get(name)
+        if path is None:
+            return error(404, f"Connector {name} not found")
+        return name, path
+
+    async def root(self, _request: web.Request) -> web.Response:
+        return web.json_response(
+            {"version": __version__, "commit": "omshub", "kafka_cluster_id": "omshub-embedded"}
+        )
+
+    async def list_connectors(self, request: web.Request) -> web.Response:
+        names = self.connectors()
+        expand = request.query.getall("expand", [])
+        if not expand:
+            return web.json_response(sorted(names))
+        body: dict[str, Any] = {}
+        for name, path in sorted(names.items()):
+            entry: dict[str, Any] = {}
+            if "status" in expand:
+                entry["status"] = self.status_of(name, path)
+            if "info" in expand:
+                entry["info"] = self.info_of(name)
+            body[name] = entry
+        return web.json_response(body)
+
+    async def get_connector(self, request: web.Request) -> web.Response:
+        found = self._find(request)
+        if isinstance(found, web.Response):
+            return found
+        return web.json_response(self.info_of(found[0]))
+
+    async def get_config(self, request: web.Request) -> web.Response:
+        found = self._find(request)
+        if isinstance(found, web.Response):
+            return found
+        return web.json_response(self.config_of(found[0]))
+
+    async def get_status(self, request: web.Request) -> web.Response:
+        found = self._find(request)
+        if isinstance(found, web.Response):
+            return found
+        return web.json_response(self.status_of(*found))
+
+    async def get_tasks(self, request: web.Request) -> web.Response:
+        found = self._find(request)
+        if isinstance(found, web.Response):
+            return found
+        name = found[0]
+        return web.json_response(
+            [{"id": {"connector": name, "task": 0}, "config": self.config_of(name)}]
+        )
+
+    def _task(self, request: web.Request) -> tuple[str, Path] | web.Response:
+        found = self._find(request)
+        if isinstance(found, web.Response):
+            return found
+        if request.match_info["task"] != "0":
+            return error(404, f"Task {found[0]}-{request.match_info['task']} not found")
+        return found
+
+    async def get_task_status(self, request: web.Request) -> web.Response:
+        found = self._task(request)
+        if isinstance(found, web.Response):
+            return found
+        task: dict[str, Any] = self.status_of(*found)["tasks"][0]
+        return web.json_response(task)
+
+    async def pause(self, request: web.Request) -> web.Response:
+        return self._target(request, PAUSED)
+
+    async def resume(self, request: web.Request) -> web.Response:
+        return self._target(request, RUNNING)
+
+    def _target(self, request: web.Request, state: str) -> web.Response:
+        found = self._find(request)
+        if isinstance(found, web.Response):
+            return found
+        write_control(control_path(found[1]), state=state)
+        log.info("connector target state set", extra={"connector": found[0], "target": state})
+        return web.Response(status=202)
+
+    async def restart(self, request: web.Request) -> web.Response:
+        found = self._find(request)
+        if isinstance(found, web.Response):
+            return found
+        name, path = found
+        include_tasks = request.query.get("includeTasks", "false").lower() == "true"
+        only_failed = request.query.get("onlyFailed", "false").lower() == "true"
+        status = self.status_of(name, path)
+        if only_failed and status["connector"]["state"] != "FAILED":
+            return (
+                web.Response(status=204)
+                if not include_tasks
+                else web.json_response(status, status=202)
+            )
+        self._do_restart(name, path)
+        if not include_tasks and not only_failed:
+            return web.Response(status=204)
+        status["connector"]["state"] = "RESTARTING"
+        for task in status["tasks"]:
+            task["state"] = "RESTARTING"
+        return web.json_response(status, status=202)
+
+    async def restart_task(self, request: web.Request) -> web.Response:
+        found = self._task(request)
+        if isinstance(found, web.Response):
+            return found
+        self._do_restart(*found)
+        return web.Response(status=204)
+
+    def _do_restart(self, name: str, path: Path) -> None:
+        data = read_json(path) or {}
+        view = connector_view(data, path, time.time()) if data else None
+        if view is not None and view["alive"]:
+            write_control(control_path(path), restart=True)
+            log.info("connector restart requested", extra={"connector": name})
+            return
+        if self._restart_process is None:
+            return
+        log.info("connector process not running; starting it", extra={"connector": name})
+        loop = asyncio.get_running_loop()
+        task = loop.create_task(self._start_process(loop))
+        self._restarts.add(task)
+        task.add_done_callback(self._restarts.discard)
+
+    async def _start_process(self, loop: asyncio.AbstractEventLoop) -> None:
+        assert self._restart_process is not None
+        try:
+            await loop.run_in_executor(None, self._restart_process)
+        except Exception as exc:  # noqa: BLE001 - the status shows the connector still down
+            log.error("connector restart failed", extra={"error": str(exc)})
+
+    async def not_supported(self, request: web.Request) -> web.Response:
+        return error(
+            405,
+            f"{request.method} {request.path} is not supported by the embedded connector: its "
+            f"configuration lives in {self.settings.connector_config}; edit it and restart the "
+            "connector (POST /connectors/<name>/restart)",
+        )

@@ -1,0 +1,194 @@
+"""``omshub web``: the dashboard, ``/metrics``, the JSON the page polls, and the connector REST API.
+
+One process samples every ``OMSHUB_WEB_REFRESH_S`` in a worker thread (the database and broker
+clients block) and every reader gets that sample, so the page, Prometheus and ``omshub status``
+never add load beyond one sampler. Binds to 127.0.0.1 unless ``OMSHUB_WEB_HOST`` says otherwise.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import secrets
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import pymysql
+from aiohttp import web
+
+from omshub.settings import Settings
+from omshub.web.collect import Collector, History, KafkaProbe
+from omshub.web.connect_api import ConnectApi
+from omshub.web.metrics import CONTENT_TYPE, render
+
+log = logging.getLogger(__name__)
+
+STATIC = Path(__file__).with_name("static")
+
+
+def token_path(settings: Settings) -> Path:
+    return settings.home.resolve() / "run" / "web.token"
+
+
+def resolve_token(settings: Settings, *, create: bool = False) -> str | None:
+    """The bearer token: OMSHUB_WEB_TOKEN, else <home>/run/web.token (made on the first start)."""
+    if settings.web_token is not None:
+        return settings.web_token.get_secret_value()
+    path = token_path(settings)
+    with contextlib.suppress(FileNotFoundError):
+        text = path.read_text(encoding="utf-8").strip()
+        if text:
+            return text
+    if not create:
+        return None
+    path.parent.mkdir(parents=True, exist_ok=True)
+    token = secrets.token_urlsafe(24)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        handle.write(token + "\n")
+    return token
+
+
+class Sampler:
+    """Runs the collector periodically and keeps the latest sample and the history."""
+
+    def __init__(self, collector: Collector, refresh_s: float, history_s: float) -> None:
+        self.collector = collector
+        self.refresh_s = refresh_s
+        self.history = History(history_s, refresh_s)
+        self.latest: dict[str, Any] | None = None
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="omshub-web-sample")
+        self._wake = asyncio.Event()
+
+    async def sample(self) -> dict[str, Any]:
+        loop = asyncio.get_running_loop()
+        snap = await loop.run_in_executor(self._executor, self.collector.snapshot)
+        self.history.add(snap)
+        self.latest = snap
+        return snap
+
+    def poke(self) -> None:
+        """Sample now (after a pause/resume, so the page shows it without waiting a period)."""
+        self._wake.set()
+
+    async def run(self) -> None:
+        while True:
+            try:
+                await self.sample()
+            except Exception as exc:  # noqa: BLE001 - keep sampling; the page shows stale time
+                log.error("sampling failed", extra={"error": f"{type(exc).__name__}: {exc}"})
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.refresh_s)
+            self._wake.clear()
+
+    def close(self) -> None:
+        self.collector.close()
+        self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def build_app(
+    settings: Settings,
+    collector: Collector,
+    token: str,
+    restart_process: Callable[[], None] | None = None,
+) -> web.Application:
+    sampler = Sampler(collector, settings.web_refresh_s, settings.web_history_s)
+    api = ConnectApi(settings, token, restart_process)
+    app = web.Application()
+
+    async def index(request: web.Request) -> web.StreamResponse:
+        # Connect's GET / answers JSON; a browser (Accept: text/html) gets the dashboard
+        if "text/html" in request.headers.get("Accept", ""):
+            raise web.HTTPFound("/dashboard/")
+        return await api.root(request)
+
+    async def dashboard(_request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC / "index.html")
+
+    async def overview(_request: web.Request) -> web.Response:
+        snap = sampler.latest or await sampler.sample()
+        return web.json_response(snap, dumps=_dumps)
+
+    async def history(_request: web.Request) -> web.Response:
+        return web.json_response(sampler.history.to_json(), dumps=_dumps)
+
+    async def metrics(_request: web.Request) -> web.Response:
+        if sampler.latest is None:
+            await sampler.sample()
+        return web.Response(
+            body=render(lambda: sampler.latest), headers={"Content-Type": CONTENT_TYPE}
+        )
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.json_response({"ok": True, "sampled_at": (sampler.latest or {}).get("ts")})
+
+    @web.middleware
+    async def poke_after_change(request: web.Request, handler: Any) -> web.StreamResponse:
+        response: web.StreamResponse = await handler(request)
+        if request.method in ("PUT", "POST") and response.status < 300:
+            sampler.poke()
+        return response
+
+    app.middlewares.append(poke_after_change)
+    app.router.add_get("/", index)
+    app.router.add_get("/dashboard/", dashboard)
+    app.router.add_get("/dashboard", dashboard)
+    app.router.add_static("/static/", STATIC)
+    app.router.add_get("/api/overview", overview)
+    app.router.add_get("/api/history", history)
+    app.router.add_get("/metrics", metrics)
+    app.router.add_get("/healthz", healthz)
+    api.add_routes(app)
+
+    async def background(_app: web.Application) -> AsyncIterator[None]:
+        task = asyncio.create_task(sampler.run())
+        yield
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+        sampler.close()
+
+    app.cleanup_ctx.append(background)
+    app["sampler"] = sampler
+    return app
+
+
+def _dumps(obj: Any) -> str:
+    import orjson
+
+    return orjson.dumps(obj, default=str).decode()
+
+
+def run_web(settings: Settings, kafka: KafkaProbe | None = None) -> None:
+    from omshub.web.broker import ConfluentProbe
+
+    token = resolve_token(settings, create=True)
+    assert token is not None
+    params = settings.mysql()
+
+    def connect_db() -> Any:
+        return pymysql.connect(**params.pymysql_kwargs(), autocommit=True, connect_timeout=3)
+
+    collector = Collector(settings, connect_db, kafka or ConfluentProbe(settings.bootstrap_servers))
+    restart: Callable[[], None] | None = None
+    if settings.start_connector:
+
+        def restart() -> None:
+            from omshub.stack import CONNECTOR, LocalStack
+
+            LocalStack(settings).up([CONNECTOR])
+
+    app = build_app(settings, collector, token, restart)
+    log.info("web listening", extra={"url": f"http://{settings.web_host}:{settings.web_port}"})
+    web.run_app(
+        app,
+        host=settings.web_host,
+        port=settings.web_port,
+        print=None,
+        access_log=None,
+        handle_signals=True,
+    )
