@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit integration bench up down status clean system-deps venv fmt
+.PHONY: demo test lint unit integration bench up down status clean system-deps browser-deps venv fmt
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "python3.11 is required (apt-get install python3.11 python3.11-venv)"; exit 1; }
@@ -17,11 +17,19 @@ $(STAMP): pyproject.toml
 venv: $(STAMP)
 
 # mariadbd is started by omshub itself (its own datadir and port); only the binaries are needed.
+# chromium runs the dashboard's browser tests (headless, through Playwright).
+APT_INSTALL = if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+	$$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq
 system-deps:
 	@if ! command -v mariadbd >/dev/null && ! test -x /usr/sbin/mariadbd; then \
 	  echo "installing mariadb-server (omshub starts its own instance)"; \
-	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq mariadb-server mariadb-client; \
+	  $(APT_INSTALL) mariadb-server mariadb-client; \
+	fi
+
+browser-deps:
+	@if ! command -v chromium >/dev/null && ! test -x /usr/bin/chromium; then \
+	  echo "installing chromium (headless browser tests of the dashboard)"; \
+	  $(APT_INSTALL) chromium; \
 	fi
 
 lint: venv
@@ -36,10 +44,10 @@ fmt: venv
 unit: venv
 	$(BIN)/pytest tests/unit -q
 
-integration: venv system-deps
+integration: venv system-deps browser-deps
 	$(BIN)/pytest tests/integration -q
 
-test: venv system-deps lint
+test: venv system-deps browser-deps lint
 	$(BIN)/pytest tests -q
 
 demo: venv system-deps

@@ -27,6 +27,7 @@ from confluent_kafka import Consumer, TopicPartition
 
 from connectors.binlog.config import ConnectorConfig, parse_config
 from connectors.binlog.connector import BinlogConnector
+from connectors.binlog.control import control_path
 from connectors.binlog.offsets import FileOffsetStore
 from connectors.binlog.sink import KafkaSink
 from omshub.db import make_engine, migrate
@@ -64,6 +65,7 @@ def stack_settings() -> Iterator[Settings]:
         start_connector=False,
         start_sandbox=False,
         start_worker=False,
+        start_web=False,
     )
     stack = LocalStack(settings)
     stack.up()
@@ -160,6 +162,7 @@ def start_connector(bootstrap: str, tmp_path: Path) -> Iterator[Callable[..., Ru
         document: dict[str, Any] | None = None,
         *,
         offsets_path: Path | None = None,
+        status_path: Path | None = None,
         wait_running: bool = True,
         **overrides: str,
     ) -> RunningConnector:
@@ -172,7 +175,8 @@ def start_connector(bootstrap: str, tmp_path: Path) -> Iterator[Callable[..., Ru
             lambda: KafkaSink(bootstrap, config),
             offsets,
             server_id=6000 + len(running) + int(uuid.uuid4().int % 1000),
-            status_path=tmp_path / f"{config.name}.status.json",
+            status_path=status_path or tmp_path / f"{config.name}.status.json",
+            control_path=control_path(status_path) if status_path else None,
             reconnect_max_s=2.0,
         )
         handle = RunningConnector(connector, threading.Thread(), config, offsets)

@@ -132,7 +132,8 @@ def pipeline(scratch_db, start_connector, sandbox_url, bootstrap, tmp_path) -> I
     doc = connector_document(scratch_db.database, **{"snapshot.mode": "no_data"})
     config_path = tmp_path / "connector.json"
     config_path.write_bytes(orjson.dumps(doc))
-    start_connector(scratch_db, doc)
+    # where `omshub web` (OMSHUB_HOME=tmp_path) looks for it, with its pause/resume control file
+    start_connector(scratch_db, doc, status_path=tmp_path / "run" / "connector.status.json")
     namespace = f"it{uuid.uuid4().hex[:8]}"
     fast_retries = {
         cls.name: {"backoff_base_s": 0.2, "backoff_cap_s": 1.0} for cls in WORKER_CLASSES

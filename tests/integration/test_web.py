@@ -1,0 +1,351 @@
+"""`omshub web` against the real pipeline: headless Chromium on the dashboard, REST and /metrics.
+
+Each test runs the connector, a Faust worker and `omshub web` for its own database, topics and
+consumer group (the `pipeline` fixture), and looks at the page the way a person would: the
+panels' cells, within the 10 s an operator would wait. Screenshots land in tests/artifacts/.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from omshub.procs import wait_until
+from schemas.payloads import EXAMPLE_PAYLOADS
+from schemas.pushes import PushType
+from tests.integration.conftest import REPO, sql
+from tests.integration.pipeline import Pipeline, free_port, insert
+
+TOKEN = "it-web-token"
+ARTIFACTS = REPO / "tests" / "artifacts"
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+PANEL_DEADLINE_S = 10.0
+
+
+@dataclass
+class Web:
+    url: str
+    proc: subprocess.Popen[bytes]
+    env: dict[str, str]
+    home: Path
+
+    def call(self, method: str, path: str, token: str | None = None) -> tuple[int, Any]:
+        request = urllib.request.Request(f"{self.url}{path}", method=method)
+        request.add_header("Accept", "application/json")
+        if token is not None:
+            request.add_header("Authorization", f"Bearer {token}")
+        try:
+            with urllib.request.urlopen(request, timeout=5) as response:
+                body = response.read()
+                return response.status, json.loads(body) if body else None
+        except urllib.error.HTTPError as exc:
+            body = exc.read()
+            return exc.code, json.loads(body) if body else None
+
+    def text(self, path: str) -> str:
+        with urllib.request.urlopen(f"{self.url}{path}", timeout=5) as response:
+            return str(response.read().decode())
+
+
+@pytest.fixture
+def web(pipeline: Pipeline) -> Iterator[Web]:
+    port = free_port()
+    env = {
+        **pipeline.env,
+        "OMSHUB_WEB_PORT": str(port),
+        "OMSHUB_WEB_TOKEN": TOKEN,
+        "OMSHUB_WEB_REFRESH_S": "1",
+        "OMSHUB_START_CONNECTOR": "false",  # the test runs the connector; web must not start one
+    }
+    log = (pipeline.home / "web.log").open("ab")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "omshub.cli", "web"],
+        env=env,
+        cwd=REPO,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
+    handle = Web(f"http://127.0.0.1:{port}", proc, env, pipeline.home)
+
+    def healthy() -> bool:
+        assert proc.poll() is None, (pipeline.home / "web.log").read_text()[-2000:]
+        return handle.call("GET", "/healthz")[0] == 200
+
+    wait_until(healthy, 30, what="omshub web", ignore=(OSError, urllib.error.URLError))
+    yield handle
+    proc.terminate()
+    proc.wait(15)
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    assert os.path.exists(CHROMIUM), "chromium is missing: `make test` installs Debian's chromium"
+    with sync_playwright() as pw:
+        instance = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        yield instance
+        instance.close()
+
+
+@dataclass
+class Page:
+    page: Any
+    errors: list[str]
+
+
+@pytest.fixture
+def page(browser: Any, request: pytest.FixtureRequest) -> Iterator[Page]:
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    tab = context.new_page()
+    errors: list[str] = []
+    tab.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
+    tab.on("pageerror", lambda exc: errors.append(f"page error: {exc}"))
+    yield Page(tab, errors)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    tab.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+    context.close()
+
+
+def cell_text(page: Any, selector: str) -> str | None:
+    node = page.query_selector(selector)
+    return None if node is None else str(node.inner_text()).strip()
+
+
+def wait_cell(page: Any, selector: str, check: Any, deadline_s: float, what: str) -> str:
+    """Poll a cell of the live page (it refreshes itself; the test never reloads it)."""
+    seen: list[str | None] = []
+
+    def ok() -> bool:
+        text = cell_text(page, selector)
+        seen.append(text)
+        return text is not None and bool(check(text))
+
+    try:
+        wait_until(ok, deadline_s, interval=0.2, what=what)
+    except Exception as exc:
+        raise AssertionError(f"{what}: last value {seen[-1] if seen else None!r}") from exc
+    return str(seen[-1])
+
+
+def notify_rows(tag: str, n: int) -> list[tuple[Any, ...]]:
+    payload = json.dumps(EXAMPLE_PAYLOADS[PushType.REQUESTER_NOTIFY])
+    return [(f"SO{tag}{i:04d}", "REQUESTER_NOTIFY", payload, f"{tag}-{i}") for i in range(n)]
+
+
+def push_topic(pipeline: Pipeline) -> str:
+    return f"{pipeline.connector_prefix}.{pipeline.params.database}.oms_order_push"
+
+
+def connector_name(web: Web) -> str:
+    status, names = web.call("GET", "/connectors")
+    assert status == 200 and len(names) == 1, names
+    return str(names[0])
+
+
+# -- browser -----------------------------------------------------------------------------------
+
+
+def test_dashboard_loads_with_every_panel_and_no_console_errors(web: Web, page: Page) -> None:
+    name = connector_name(web)
+    page.page.goto(f"{web.url}/")
+    assert page.page.url.endswith("/dashboard/")
+    wait_cell(
+        page.page,
+        f'#connectors tr[data-connector="{name}"] [data-field="state"]',
+        lambda t: t == "RUNNING",
+        PANEL_DEADLINE_S,
+        "connector panel RUNNING",
+    )
+    wait_cell(
+        page.page,
+        '#workers tr[data-worker="worker"] [data-field="state"]',
+        lambda t: t == "RUNNING",
+        PANEL_DEADLINE_S,
+        "worker panel RUNNING",
+    )
+    assert len(page.page.query_selector_all(".uplot")) == 3, "three plots drawn"
+    position = cell_text(
+        page.page, f'#connectors tr[data-connector="{name}"] [data-field="position"]'
+    )
+    assert position and position.startswith("mysql-bin."), position
+    # a few refreshes later still nothing went wrong
+    first = page.page.get_attribute("body", "data-sampled")
+    wait_until(
+        lambda: page.page.get_attribute("body", "data-sampled") != first,
+        PANEL_DEADLINE_S,
+        what="the page to refresh itself",
+    )
+    assert page.errors == [], page.errors
+
+
+def test_lag_and_backlog_show_pushes_inserted_while_the_worker_is_stopped(
+    pipeline: Pipeline, web: Web, page: Page
+) -> None:
+    pipeline.stop_worker()
+    page.page.goto(f"{web.url}/dashboard/")
+    wait_cell(
+        page.page,
+        '#workers tr[data-worker="worker"] [data-field="state"]',
+        lambda t: t == "DEAD",
+        PANEL_DEADLINE_S,
+        "worker list to show the stopped worker",
+    )
+    n = 40
+    insert(pipeline.params, notify_rows("webl", n))
+    inserted = time.monotonic()
+    wait_cell(
+        page.page,
+        '#backlog tr[data-type="REQUESTER_NOTIFY"] [data-field="PENDING"]',
+        lambda t: t == str(n),
+        PANEL_DEADLINE_S - (time.monotonic() - inserted),
+        f"backlog panel to show {n} PENDING",
+    )
+    topic = push_topic(pipeline)
+
+    def lag_on_topic() -> tuple[int, float]:
+        total, oldest = 0, 0.0
+        for row in page.page.query_selector_all(f'#lag tr[data-topic="{topic}"]'):
+            total += int(row.query_selector('[data-field="lag"]').inner_text().replace(",", ""))
+            oldest = max(oldest, float(row.query_selector('[data-field="lag_s"]').inner_text()))
+        return total, oldest
+
+    wait_until(
+        lambda: lag_on_topic()[0] == n and lag_on_topic()[1] > 0,
+        max(0.5, PANEL_DEADLINE_S - (time.monotonic() - inserted)),
+        interval=0.2,
+        what=f"lag panel to show {n} records waiting on {topic}, with their age",
+    )
+    assert time.monotonic() - inserted <= PANEL_DEADLINE_S
+    oldest = page.page.inner_text("#sum-oldest")
+    assert oldest.endswith(" s"), oldest  # an age, not the placeholder
+    assert page.errors == [], page.errors
+
+
+def test_connector_paused_through_rest_shows_paused_and_loses_nothing(
+    pipeline: Pipeline, web: Web, page: Page
+) -> None:
+    name = connector_name(web)
+    page.page.goto(f"{web.url}/dashboard/")
+    selector = f'#connectors tr[data-connector="{name}"] [data-field="state"]'
+    wait_cell(page.page, selector, lambda t: t == "RUNNING", PANEL_DEADLINE_S, "RUNNING first")
+
+    assert web.call("PUT", f"/connectors/{name}/pause")[0] == 401
+    assert web.call("PUT", f"/connectors/{name}/pause", token="wrong")[0] == 401
+    assert web.call("GET", f"/connectors/{name}/status")[1]["connector"]["state"] == "RUNNING"
+
+    assert web.call("PUT", f"/connectors/{name}/pause", token=TOKEN)[0] == 202
+    wait_cell(page.page, selector, lambda t: t == "PAUSED", PANEL_DEADLINE_S, "panel PAUSED")
+    assert web.call("GET", f"/connectors/{name}/status")[1]["tasks"][0]["state"] == "PAUSED"
+
+    # rows written while paused are read after the resume: nothing is skipped
+    insert(pipeline.params, notify_rows("webp", 10))
+    observe_until = time.monotonic() + 2.0
+    while time.monotonic() < observe_until:  # a paused connector must not pass them on
+        assert pipeline.statuses("webp") == {"PENDING": 10}
+        time.sleep(0.2)
+    assert web.call("PUT", f"/connectors/{name}/resume", token=TOKEN)[0] == 202
+    wait_cell(page.page, selector, lambda t: t == "RUNNING", PANEL_DEADLINE_S, "panel RUNNING")
+    assert pipeline.wait_final("webp", 10, timeout=60) == {"DONE": 10}
+    assert page.errors == [], page.errors
+
+
+# -- REST and /metrics without the browser -----------------------------------------------------
+
+
+def test_metrics_carry_the_database_backlog_and_the_lag(pipeline: Pipeline, web: Web) -> None:
+    pipeline.stop_worker()
+    n = 25
+    insert(pipeline.params, notify_rows("webm", n))
+    topic = push_topic(pipeline)
+
+    def figures() -> dict[str, float]:
+        out: dict[str, float] = {}
+        for family in text_string_to_metric_families(web.text("/metrics")):
+            for s in family.samples:
+                if s.name == "omshub_push_rows" and s.labels["status"] == "PENDING":
+                    out["pending"] = out.get("pending", 0) + s.value
+                if s.name == "omshub_consumer_lag_messages" and s.labels["topic"] == topic:
+                    out["lag"] = out.get("lag", 0) + s.value
+                if s.name == "omshub_worker_up" and s.labels["worker"] == "worker":
+                    out["worker_up"] = s.value
+                if s.name == "omshub_connector_up":
+                    out["connector_up"] = s.value
+        return out
+
+    wait_until(
+        lambda: figures().get("pending") == n and figures().get("lag") == n,
+        PANEL_DEADLINE_S,
+        interval=0.3,
+        what="/metrics to carry the backlog and lag",
+    )
+    db_pending = sql(
+        pipeline.params, "SELECT COUNT(*) FROM oms_order_push WHERE status = 'PENDING'"
+    )[0][0]
+    final = figures()
+    assert final["pending"] == db_pending == n
+    assert final["worker_up"] == 0 and final["connector_up"] == 1
+
+
+def test_connector_cli_goes_through_rest(web: Web) -> None:
+    name = connector_name(web)
+
+    def omshub(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "omshub.cli", "connector", *args],
+            env=env or web.env,
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    listed = omshub("list", "--json")
+    assert listed.returncode == 0, listed.stderr
+    assert json.loads(listed.stdout)[name]["status"]["connector"]["state"] == "RUNNING"
+
+    paused = omshub("pause", name)
+    assert paused.returncode == 0, paused.stderr
+    wait_until(
+        lambda: web.call("GET", f"/connectors/{name}/status")[1]["connector"]["state"] == "PAUSED",
+        PANEL_DEADLINE_S,
+        what="PAUSED",
+    )
+    status = omshub("status", name, "--json")
+    assert json.loads(status.stdout)["connector"]["state"] == "PAUSED"
+    assert omshub("resume", name).returncode == 0
+    assert omshub("restart", name).returncode == 0
+    wait_until(
+        lambda: web.call("GET", f"/connectors/{name}/status")[1]["connector"]["state"] == "RUNNING",
+        PANEL_DEADLINE_S,
+        what="RUNNING after resume and restart",
+    )
+
+    unknown = omshub("pause", "no-such-connector")
+    assert unknown.returncode != 0
+    assert "Connector no-such-connector not found" in unknown.stderr
+
+    no_token = {k: v for k, v in web.env.items() if k != "OMSHUB_WEB_TOKEN"}
+    refused = omshub("pause", name, env=no_token)
+    assert refused.returncode != 0 and "token" in refused.stderr.lower(), refused.stderr
+    assert web.call("GET", f"/connectors/{name}/status")[1]["connector"]["state"] == "RUNNING"
+
+    wrong = omshub("pause", name, env={**web.env, "OMSHUB_WEB_TOKEN": "nope"})
+    assert wrong.returncode != 0 and "401" in wrong.stderr, wrong.stderr
+
+    down = omshub("list", env={**web.env, "OMSHUB_WEB_PORT": str(free_port())})
+    assert down.returncode != 0 and "omshub up" in down.stderr, down.stderr
