@@ -400,3 +400,4 @@ def kill9(proc: subprocess.Popen[bytes]) -> None:
 
 
 from tests.integration.pipeline import pipeline, sandbox_url  # noqa: E402, F401  (fixtures)
+from tests.integration.web_fixtures import browser, page, web  # noqa: E402, F401  (fixtures)
