@@ -58,22 +58,25 @@ def write_control(path: Path, *, state: str | None = None, restart: bool = False
 
 
 class ControlWatcher:
-    """Cheap polling: re-reads the file only when its modification time changes."""
+    """Cheap polling: re-reads the file only when it changes (new modification time or, since
+    every write replaces the file by rename, a new inode: two writes within one tick of a coarse
+    file-system clock share a modification time)."""
 
     def __init__(self, path: Path | None) -> None:
         self.path = path
-        self._mtime: int | None = None
+        # stat before reading: a write in between is then seen by the next refresh
+        self._mtime: tuple[int, int] | None = self._stat()
         self.target = read_control(path) if path is not None else TargetState()
         self._seen_restarts = self.target.restarts
-        self._mtime = self._stat()
 
-    def _stat(self) -> int | None:
+    def _stat(self) -> tuple[int, int] | None:
         if self.path is None:
             return None
         try:
-            return os.stat(self.path).st_mtime_ns
+            stat = os.stat(self.path)
         except FileNotFoundError:
             return None
+        return stat.st_mtime_ns, stat.st_ino
 
     def refresh(self) -> TargetState:
         mtime = self._stat()

@@ -242,11 +242,9 @@ class ConnectApi:
         only_failed = request.query.get("onlyFailed", "false").lower() == "true"
         status = self.status_of(name, path)
         if only_failed and status["connector"]["state"] != "FAILED":
-            return (
-                web.Response(status=204)
-                if not include_tasks
-                else web.json_response(status, status=202)
-            )
+            # as Connect (KIP-745): onlyFailed=true always answers 202 with the status, here
+            # unchanged because nothing failed
+            return web.json_response(status, status=202)
         self._do_restart(name, path)
         if not include_tasks and not only_failed:
             return web.Response(status=204)

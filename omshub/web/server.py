@@ -28,6 +28,7 @@ from omshub.web.metrics import CONTENT_TYPE, render
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).with_name("static")
+SAMPLER: web.AppKey[Sampler] = web.AppKey("sampler")
 
 
 def token_path(settings: Settings) -> Path:
@@ -153,7 +154,7 @@ def build_app(
         sampler.close()
 
     app.cleanup_ctx.append(background)
-    app["sampler"] = sampler
+    app[SAMPLER] = sampler
     return app
 
 

@@ -24,6 +24,7 @@ from omshub.stack import (
     MARIADB,
     SANDBOX,
     TANSU,
+    WEB,
     WORKER,
     ComponentSpec,
     LocalStack,
@@ -159,9 +160,9 @@ def test_status_with_external_services_masks_the_password(tmp_path: Path) -> Non
 
 def test_default_components_follow_settings(tmp_path: Path) -> None:
     names = [spec.name for spec in default_components(_embedded(tmp_path))]
-    assert names == [MARIADB, TANSU, CONNECTOR, SANDBOX, WORKER, f"{WORKER}-2"]
+    assert names == [MARIADB, TANSU, CONNECTOR, SANDBOX, WORKER, f"{WORKER}-2", WEB]
     only_services = _embedded(
-        tmp_path, start_connector=False, start_sandbox=False, start_worker=False
+        tmp_path, start_connector=False, start_sandbox=False, start_worker=False, start_web=False
     )
     assert [spec.name for spec in default_components(only_services)] == [MARIADB, TANSU]
 

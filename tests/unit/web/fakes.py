@@ -1,0 +1,188 @@
+"""Fakes shared by the web unit tests: a broker probe, a database connection, status files."""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import orjson
+
+from omshub.fileio import write_json_atomic
+
+TP = tuple[str, int]
+
+#: above Linux's largest pid_max (2**22): no process can have it
+DEAD_PID = 2**22 + 12345
+GROUP = "omshub"
+DLQ_TOPIC = "omshub.dlq"
+
+
+class FakeClock:
+    def __init__(self, start: float | None = None) -> None:
+        self.now = time.time() if start is None else start
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+class FakeKafka:
+    """Implements ``omshub.web.collect.KafkaProbe`` from dicts; records the calls made."""
+
+    def __init__(self) -> None:
+        self.committed_by_group: dict[str, dict[TP, int]] = {}
+        self.ends: dict[TP, tuple[int, int]] = {}
+        self.stamps: dict[TP, int] = {}
+        self.topics: dict[str, list[int]] = {}
+        self.dlq_records: list[bytes] = []
+        self.fail: Exception | None = None
+        self.end_offsets_calls: list[set[TP]] = []
+        self.timestamps_calls: list[dict[TP, int]] = []
+        self.tail_calls: list[tuple[str, int]] = []
+
+    def _check(self) -> None:
+        if self.fail is not None:
+            raise self.fail
+
+    def committed(self, group: str) -> dict[TP, int]:
+        self._check()
+        return dict(self.committed_by_group.get(group, {}))
+
+    def end_offsets(self, partitions: Iterable[TP]) -> dict[TP, tuple[int, int]]:
+        self._check()
+        wanted = set(partitions)
+        self.end_offsets_calls.append(wanted)
+        return {tp: self.ends[tp] for tp in wanted if tp in self.ends}
+
+    def timestamps_at(self, positions: dict[TP, int]) -> dict[TP, int]:
+        self._check()
+        self.timestamps_calls.append(dict(positions))
+        return {tp: self.stamps[tp] for tp in positions if tp in self.stamps}
+
+    def tail(self, topic: str, count: int) -> list[bytes]:
+        self._check()
+        self.tail_calls.append((topic, count))
+        return list(self.dlq_records[-count:])
+
+    def partitions(self, topic: str) -> list[int]:
+        self._check()
+        return list(self.topics.get(topic, []))
+
+
+class FakeCursor:
+    def __init__(self, db: FakeDb) -> None:
+        self.db = db
+        self._last = ""
+
+    def execute(self, sql: str, params: Any = None) -> None:
+        if self.db.fail is not None:
+            raise self.db.fail
+        self.db.queries.append((sql, params))
+        self._last = sql
+
+    def fetchone(self) -> tuple[Any, ...]:
+        assert "NOW(3)" in self._last
+        return (self.db.now,)
+
+    def fetchall(self) -> list[tuple[Any, ...]]:
+        if "COUNT(*)" in self._last:
+            return list(self.db.backlog)
+        assert "status = 'PENDING'" in self._last
+        return list(self.db.oldest)
+
+
+class FakeDb:
+    """A pymysql-like connection answering the three queries of ``Collector.pushes``."""
+
+    def __init__(self) -> None:
+        self.now = 1_000_000.0
+        #: (push_type, status, count, min created_at)
+        self.backlog: list[tuple[str, str, int, Any]] = []
+        #: (push_type, unix time of the oldest PENDING row)
+        self.oldest: list[tuple[str, Any]] = []
+        self.fail: Exception | None = None
+        self.queries: list[tuple[str, Any]] = []
+        self.pings: list[bool] = []
+        self.closed = False
+
+    def ping(self, reconnect: bool = False) -> None:
+        self.pings.append(reconnect)
+
+    @contextmanager
+    def cursor(self) -> Iterator[FakeCursor]:
+        yield FakeCursor(self)
+
+    def close(self) -> None:
+        self.closed = True
+
+
+def connector_status(
+    run_dir: Path,
+    *,
+    name: str = "oms",
+    state: str = "RUNNING",
+    pid: int | None = None,
+    updated_at: float | None = None,
+    **extra: Any,
+) -> Path:
+    data: dict[str, Any] = {
+        "name": name,
+        "state": state,
+        "phase": "streaming",
+        "pid": os.getpid() if pid is None else pid,
+        "binlog_file": "mysql-bin.000003",
+        "binlog_pos": 4711,
+        "committed_file": "mysql-bin.000003",
+        "committed_pos": 4000,
+        "ms_behind_source": 250,
+        "events_total": 1200,
+        "events_per_s": 42.5,
+        "errors_total": 3,
+        "reconnects_total": 1,
+        "last_error": None,
+        "updated_at": time.time() if updated_at is None else updated_at,
+    }
+    data.update(extra)
+    path = run_dir / "connector.status.json"
+    write_json_atomic(path, data)
+    return path
+
+
+def worker_status(
+    run_dir: Path,
+    name: str,
+    *,
+    pid: int | None = None,
+    updated_at: float | None = None,
+    done: int = 0,
+    assigned: list[str] | None = None,
+    types: dict[str, Any] | None = None,
+) -> Path:
+    data = {
+        "state": "RUNNING",
+        "pid": os.getpid() if pid is None else pid,
+        "updated_at": time.time() if updated_at is None else updated_at,
+        "counters": {"WMS_RETURN.DONE": done, "WMS_RETURN.RETRY": 7, "swept_pending": 2},
+        "assigned": assigned or [],
+        "types": types or {},
+    }
+    path = run_dir / f"{name}.status.json"
+    write_json_atomic(path, data)
+    return path
+
+
+def dlq_record(push_id: int, failed_at_ms: int) -> bytes:
+    return orjson.dumps(
+        {
+            "push_id": push_id,
+            "push_type": "WMS_RETURN",
+            "error": "boom",
+            "failed_at_ms": failed_at_ms,
+        }
+    )
