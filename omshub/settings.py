@@ -156,6 +156,11 @@ class Settings(BaseSettings):
         description="Consumer groups to show lag for besides the workers' own (app id), as JSON.",
     )
     start_web: bool = Field(True, description="Whether `omshub up` starts `omshub web`.")
+    connect_url: str | None = Field(
+        None,
+        description="Kafka Connect REST URL (e.g. Debezium's, http://connect:8083). When set, "
+        "`omshub web` shows and proxies those connectors instead of the embedded one.",
+    )
     sweeper_interval_s: float = Field(2.0, description="How often the sweeper looks for work.")
     sweeper_pending_after_s: float = Field(
         30.0,

@@ -110,6 +110,8 @@ class Collector:
         return sorted(self.run_dir.glob("connector*.status.json"))
 
     def connectors(self, now: float) -> list[dict[str, Any]]:
+        if self.settings.connect_url:
+            return connect_connectors(self.settings.connect_url)
         out = []
         for path in self.connector_status_files():
             data = read_json(path)
@@ -322,6 +324,55 @@ def connector_view(data: dict[str, Any], path: Path, now: float) -> dict[str, An
         "updated_at": data.get("updated_at"),
         "status_file": str(path),
     }
+
+
+def connect_connectors(url: str) -> list[dict[str, Any]]:
+    """Connectors of a Kafka Connect cluster (Debezium) from its REST API.
+
+    Connect's REST has states and traces only; position and lag live in its JMX metrics, so those
+    fields stay empty here (Prometheus can scrape Connect's JMX exporter for them).
+    """
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{url.rstrip('/')}/connectors?expand=status", headers={"Accept": "application/json"}
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=3) as answer:
+            data = orjson.loads(answer.read())
+    except (OSError, orjson.JSONDecodeError) as exc:
+        return [
+            {
+                "name": f"connect@{url}",
+                "state": "UNASSIGNED",
+                "detail": "Kafka Connect unreachable",
+                "alive": False,
+                "last_error": str(exc),
+            }
+        ]
+    out = []
+    for name, entry in sorted(data.items()):
+        status = entry.get("status") or {}
+        conn = status.get("connector") or {}
+        tasks = status.get("tasks") or []
+        states = [conn.get("state", "UNASSIGNED"), *(t.get("state") for t in tasks)]
+        state = next((s for s in ("FAILED", "PAUSED", "RESTARTING") if s in states), states[0])
+        trace = conn.get("trace") or next((t.get("trace") for t in tasks if t.get("trace")), None)
+        out.append(
+            {
+                "name": name,
+                "state": state,
+                "detail": f"{len(tasks)} task(s) on {conn.get('worker_id', '?')}",
+                "target": None,
+                "alive": state != "UNASSIGNED",
+                "last_error": trace.splitlines()[0] if trace else None,
+                "events_per_s": 0.0,
+                "events_total": None,
+                "errors_total": None,
+                "ms_behind_source": None,
+            }
+        )
+    return out
 
 
 def connect_state(own: str, alive: bool) -> str:

@@ -116,6 +116,14 @@ class ConnectApi:
     def add_routes(self, app: web.Application) -> None:
         r = app.router
         r.add_get("/", self.root)
+        if self.settings.connect_url:
+            # scaled out: Debezium on Kafka Connect owns the connectors; same paths, proxied,
+            # so the dashboard, the CLI and the token check work the same in both set-ups
+            for method in ("GET", "POST", "PUT", "DELETE"):
+                handler = self.proxy if method == "GET" else self.guard(self.proxy)
+                r.add_route(method, "/connectors", handler)
+                r.add_route(method, "/connectors/{tail:.*}", handler)
+            return
         r.add_get("/connectors", self.list_connectors)
         r.add_post("/connectors", self.not_supported)
         r.add_get("/connectors/{name}", self.get_connector)
@@ -281,6 +289,33 @@ class ConnectApi:
             await loop.run_in_executor(None, self._restart_process)
         except Exception as exc:  # noqa: BLE001 - the status shows the connector still down
             log.error("connector restart failed", extra={"error": str(exc)})
+
+    async def proxy(self, request: web.Request) -> web.Response:
+        import aiohttp
+
+        assert self.settings.connect_url is not None
+        url = self.settings.connect_url.rstrip("/") + request.rel_url.path_qs
+        body = await request.read()
+        try:
+            async with (
+                aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=10)) as session,
+                session.request(
+                    request.method,
+                    url,
+                    data=body or None,
+                    headers={"Content-Type": "application/json", "Accept": "application/json"},
+                ) as answer,
+            ):
+                payload = await answer.read()
+                return web.Response(
+                    status=answer.status,
+                    body=payload,
+                    content_type=answer.content_type or "application/json",
+                )
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            return error(
+                502, f"Kafka Connect at {self.settings.connect_url} did not answer ({exc})"
+            )
 
     async def not_supported(self, request: web.Request) -> web.Response:
         return error(

@@ -1,0 +1,131 @@
+"""With OMSHUB_CONNECT_URL (compose: Debezium on Kafka Connect), `omshub web` proxies Connect.
+
+A small aiohttp app stands in for Connect's REST API; the tests check that reads pass through
+unchanged, that writes still need omshub's token before anything reaches Connect, and that the
+dashboard's connector panel comes from Connect's status.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer
+
+from omshub.settings import Settings
+from omshub.web.collect import Collector, connect_connectors
+from omshub.web.server import build_app
+from tests.unit.web.fakes import FakeDb, FakeKafka
+
+TOKEN = "t0ken"
+
+STATUS = {
+    "name": "oms",
+    "connector": {"state": "RUNNING", "worker_id": "connect:8083"},
+    "tasks": [
+        {
+            "id": 0,
+            "state": "FAILED",
+            "worker_id": "connect:8083",
+            "trace": "org.apache.kafka.connect.errors.ConnectException: binlog purged\n\tat ...",
+        }
+    ],
+    "type": "source",
+}
+
+
+class FakeConnect:
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, str, bytes]] = []
+        self.app = web.Application()
+        self.app.router.add_route("*", "/{tail:.*}", self.handle)
+
+    async def handle(self, request: web.Request) -> web.Response:
+        self.calls.append((request.method, request.path_qs, await request.read()))
+        if request.path == "/connectors" and request.query.get("expand") == "status":
+            return web.json_response({"oms": {"status": STATUS}})
+        if request.path == "/connectors":
+            return web.json_response(["oms"])
+        if request.path == "/connectors/oms/pause":
+            return web.Response(status=202)
+        if request.path == "/connectors/oms/config" and request.method == "PUT":
+            return web.json_response({"name": "oms", "config": {}, "tasks": [], "type": "source"})
+        return web.json_response({"error_code": 404, "message": "not found"}, status=404)
+
+
+@pytest.fixture
+async def connect() -> AsyncIterator[tuple[FakeConnect, str]]:
+    fake = FakeConnect()
+    server = TestServer(fake.app)
+    await server.start_server()
+    yield fake, str(server.make_url("")).rstrip("/")
+    await server.close()
+
+
+@pytest.fixture
+async def client(
+    connect: tuple[FakeConnect, str], tmp_path: Path
+) -> AsyncIterator[TestClient[Any, Any]]:
+    settings = Settings(home=tmp_path, connect_url=connect[1], web_refresh_s=0.2)
+    collector = Collector(settings, FakeDb, FakeKafka())
+    test_client = TestClient(TestServer(build_app(settings, collector, TOKEN)))
+    await test_client.start_server()
+    yield test_client
+    await test_client.close()
+
+
+async def test_reads_pass_through(client: TestClient[Any, Any], connect: Any) -> None:
+    answer = await client.get("/connectors?expand=status")
+    assert answer.status == 200
+    assert await answer.json() == {"oms": {"status": STATUS}}
+    missing = await client.get("/connectors/nope/status")
+    assert missing.status == 404
+    assert (await missing.json())["error_code"] == 404
+    assert ("GET", "/connectors/nope/status") in [c[:2] for c in connect[0].calls]
+
+
+async def test_writes_need_the_token_before_reaching_connect(
+    client: TestClient[Any, Any], connect: Any
+) -> None:
+    refused = await client.put("/connectors/oms/pause")
+    assert refused.status == 401
+    assert [c for c in connect[0].calls if c[0] != "GET"] == []  # (the sampler reads status)
+    accepted = await client.put(
+        "/connectors/oms/pause", headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    assert accepted.status == 202
+    body = b'{"connector.class": "io.debezium.connector.mysql.MySqlConnector"}'
+    put = await client.put(
+        "/connectors/oms/config", data=body, headers={"Authorization": f"Bearer {TOKEN}"}
+    )
+    assert put.status == 200
+    assert connect[0].calls[-1] == ("PUT", "/connectors/oms/config", body)
+
+
+async def test_connect_down_is_a_502_naming_it(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path, connect_url="http://127.0.0.1:9", web_refresh_s=0.2)
+    app = build_app(settings, Collector(settings, FakeDb, FakeKafka()), TOKEN)
+    async with TestClient(TestServer(app)) as test_client:
+        answer = await test_client.get("/connectors")
+        assert answer.status == 502
+        assert "http://127.0.0.1:9" in (await answer.json())["message"]
+
+
+async def test_dashboard_connectors_come_from_connect(connect: Any) -> None:
+    import asyncio
+
+    views = await asyncio.get_running_loop().run_in_executor(None, connect_connectors, connect[1])
+    assert len(views) == 1
+    view = views[0]
+    assert view["name"] == "oms"
+    assert view["state"] == "FAILED"  # a failed task makes the connector need attention
+    assert view["last_error"] == ("org.apache.kafka.connect.errors.ConnectException: binlog purged")
+
+
+def test_unreachable_connect_shows_as_such() -> None:
+    views = connect_connectors("http://127.0.0.1:9")
+    assert views[0]["state"] == "UNASSIGNED"
+    assert views[0]["detail"] == "Kafka Connect unreachable"
