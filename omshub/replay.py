@@ -1,0 +1,927 @@
+"""Re-driving work: push rows, consumer-group offsets and the dead-letter topic.
+
+The logic behind ``omshub replay push|topic`` and ``omshub dlq list|show|requeue``. Clients are
+injected (a :class:`processors.writeback.Database`-like object for MySQL, a :class:`KafkaOps` for
+the broker) so the tests can swap them; nothing here prints.
+
+Re-driving a push
+    A push is re-driven by an update that makes its row *enter* PENDING: that change event is what
+    the router routes (``processors.router``), exactly like the sweeper re-driving a due RETRY
+    row. The idempotency key is kept, so a downstream that already accepted the push answers from
+    its memory instead of acting twice. ``attempts`` is reset to 0 (a row that gave up after its
+    maximum attempts would otherwise give up again at once) and ``next_retry_at`` cleared;
+    ``last_error`` is kept until the next outcome overwrites it (DONE clears it). A row that is
+    already PENDING cannot enter PENDING, so within the same transaction it is first moved to
+    RETRY (no ``next_retry_at``: the sweeper leaves it alone) and then back to PENDING; the router
+    ignores the first change and routes the second.
+
+Moving a consumer group
+    Offsets are altered with the admin API (OffsetCommit under the group), which a broker accepts
+    only while the group has no members; the group's state is checked first so the refusal is
+    readable. Tansu (the local broker) answers a few calls differently from Apache Kafka, see
+    :class:`ConfluentKafkaOps`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import logging
+import re
+from collections.abc import Callable, Generator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import orjson
+
+from omshub.errors import OmshubError
+from schemas.pushes import KNOWN_PUSH_TYPES, PushStatus
+
+__all__ = [
+    "DEFAULT_BATCH",
+    "TIME_FORMATS",
+    "ConfluentKafkaOps",
+    "DlqEntry",
+    "DlqRead",
+    "GroupState",
+    "KafkaOps",
+    "OffsetMove",
+    "PushFilter",
+    "PushRow",
+    "RedriveResult",
+    "ReplayArgumentError",
+    "ReplayRefusedError",
+    "TopicRecord",
+    "check_group_idle",
+    "fetch_pushes",
+    "parse_offset",
+    "parse_time",
+    "plan_topic_replay",
+    "read_dlq",
+    "redrive",
+    "select_pushes",
+]
+
+_rdkafka_log = logging.getLogger(__name__ + ".rdkafka")
+
+DEFAULT_BATCH = 500
+"""Rows re-driven per transaction (and per progress step)."""
+
+SAMPLE_ROWS = 10
+
+
+class ReplayArgumentError(OmshubError):
+    """The arguments cannot work (unknown type or topic, bad time or offset): exit code 2."""
+
+
+class ReplayRefusedError(OmshubError):
+    """The request is sound but refused in the current state (live group): exit code 1."""
+
+
+# -- time ----------------------------------------------------------------------------------------
+
+TIME_FORMATS = (
+    "ISO 8601 (2026-03-02T10:00:00Z, 2026-03-02 10:00:00+08:00, 2026-03-02; without an offset "
+    "it is local time) or a duration before now (-1h, 30m, 2d, 1h30m, 45s, 1w), or 'now'"
+)
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+_RELATIVE = re.compile(r"-?\s*((?:\d+(?:\.\d+)?\s*[smhdw]\s*)+)", re.IGNORECASE)
+_PART = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])", re.IGNORECASE)
+
+
+def parse_time(text: str, now: dt.datetime | None = None) -> dt.datetime:
+    """An aware UTC datetime from ISO 8601 or a duration before now (``-1h``, ``30m``, ``2d``).
+
+    Raises :class:`ReplayArgumentError` naming the accepted formats.
+    """
+    now = now or dt.datetime.now(dt.UTC)
+    raw = text.strip()
+    if raw.lower() == "now":
+        return now.astimezone(dt.UTC)
+    relative = _RELATIVE.fullmatch(raw)
+    if relative:
+        seconds = sum(
+            float(n) * _UNITS[unit.lower()] for n, unit in _PART.findall(relative.group(1))
+        )
+        return (now - dt.timedelta(seconds=seconds)).astimezone(dt.UTC)
+    try:
+        parsed = dt.datetime.fromisoformat(raw)
+    except ValueError:
+        raise ReplayArgumentError(f"cannot read the time {text!r}; use {TIME_FORMATS}") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.astimezone()  # local time of this machine
+    return parsed.astimezone(dt.UTC)
+
+
+def format_ms(ms: int | None) -> str:
+    if ms is None:
+        return ""
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+# -- push rows ----------------------------------------------------------------------------------
+
+
+class Connectable(Protocol):
+    """What :class:`processors.writeback.Database` offers: one DB-API connection (autocommit off,
+    session time zone UTC)."""
+
+    def connection(self) -> Any: ...
+
+
+_COLUMNS = (
+    "id, order_no, push_type, status, attempts, last_error, idempotency_key, updated_at, created_at"
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PushRow:
+    id: int
+    order_no: str
+    push_type: str
+    status: str
+    attempts: int
+    last_error: str | None
+    idempotency_key: str
+    updated_at: dt.datetime | None
+    created_at: dt.datetime | None = None
+
+    @classmethod
+    def from_tuple(cls, row: Sequence[Any]) -> PushRow:
+        return cls(
+            id=int(row[0]),
+            order_no=str(row[1]),
+            push_type=str(row[2]),
+            status=str(row[3]),
+            attempts=int(row[4] or 0),
+            last_error=row[5],
+            idempotency_key=str(row[6]),
+            updated_at=row[7],
+            created_at=row[8] if len(row) > 8 else None,
+        )
+
+
+_ALL_STATUSES = tuple(s.value for s in PushStatus)
+_DEFAULT_STATUSES = tuple(s for s in _ALL_STATUSES if s != PushStatus.CANCELLED)
+
+
+@dataclass(frozen=True)
+class PushFilter:
+    """Which ``oms_order_push`` rows to re-drive: filters combine with AND, repeated values of one
+    filter with OR. Without ``statuses``, every status but CANCELLED matches (a cancelled push is
+    re-driven only when asked for by ``--status CANCELLED``)."""
+
+    ids: tuple[int, ...] = ()
+    orders: tuple[str, ...] = ()
+    types: tuple[str, ...] = ()
+    statuses: tuple[str, ...] = ()
+    since: dt.datetime | None = None
+
+    def validate(self) -> PushFilter:
+        if not (self.ids or self.orders or self.types or self.statuses or self.since):
+            raise ReplayArgumentError(
+                "say which pushes to re-drive: --id, --order, --type, --status and/or --since"
+            )
+        unknown = sorted({t for t in self.types if t not in KNOWN_PUSH_TYPES})
+        if unknown:
+            raise ReplayArgumentError(
+                f"unknown push type {', '.join(map(repr, unknown))}; known types: "
+                f"{', '.join(sorted(KNOWN_PUSH_TYPES))}"
+            )
+        bad = sorted({s for s in self.statuses if s not in _ALL_STATUSES})
+        if bad:
+            raise ReplayArgumentError(
+                f"unknown status {', '.join(map(repr, bad))}; use one of {', '.join(_ALL_STATUSES)}"
+            )
+        negative = [i for i in self.ids if i <= 0]
+        if negative:
+            raise ReplayArgumentError(f"push ids are positive integers, got {negative[0]}")
+        return self
+
+    def where(self) -> tuple[str, list[Any]]:
+        """The WHERE clause (parameterised) and its arguments."""
+        clauses: list[str] = []
+        args: list[Any] = []
+        if self.ids:
+            clauses.append("id IN %s")
+            args.append(sorted(set(self.ids)))
+        if self.orders:
+            clauses.append("order_no IN %s")
+            args.append(sorted(set(self.orders)))
+        if self.types:
+            clauses.append("push_type IN %s")
+            args.append(sorted(set(self.types)))
+        clauses.append("status IN %s")
+        args.append(sorted(set(self.statuses or _DEFAULT_STATUSES)))
+        if self.since is not None:
+            clauses.append("updated_at >= %s")
+            # the connection's session time zone is UTC: TIMESTAMP compares as naive UTC
+            args.append(self.since.astimezone(dt.UTC).replace(tzinfo=None))
+        return " AND ".join(clauses), args
+
+    def describe(self) -> str:
+        parts = []
+        if self.ids:
+            parts.append("id " + ",".join(str(i) for i in sorted(set(self.ids))))
+        if self.orders:
+            parts.append("order " + ",".join(sorted(set(self.orders))))
+        if self.types:
+            parts.append("type " + ",".join(sorted(set(self.types))))
+        parts.append(
+            "status " + ",".join(sorted(set(self.statuses)))
+            if self.statuses
+            else "any status but CANCELLED"
+        )
+        if self.since is not None:
+            parts.append(f"changed since {self.since:%Y-%m-%d %H:%M:%S}Z")
+        return ", ".join(parts)
+
+
+def select_pushes(db: Connectable, push_filter: PushFilter) -> list[PushRow]:
+    """The rows matching ``push_filter``, by id."""
+    where, args = push_filter.where()
+    conn = db.connection()
+    try:
+        with conn.cursor() as cur:
+            cur.execute(f"SELECT {_COLUMNS} FROM oms_order_push WHERE {where} ORDER BY id", args)
+            rows = [PushRow.from_tuple(r) for r in cur.fetchall()]
+    finally:
+        conn.rollback()  # end the read transaction: later statements see fresh rows
+    return rows
+
+
+def fetch_pushes(db: Connectable, ids: Sequence[int]) -> dict[int, PushRow]:
+    """Rows by id (ids without a row are absent from the result)."""
+    found: dict[int, PushRow] = {}
+    unique = sorted(set(ids))
+    if not unique:
+        return found
+    conn = db.connection()
+    try:
+        with conn.cursor() as cur:
+            for start in range(0, len(unique), 1000):
+                cur.execute(
+                    f"SELECT {_COLUMNS} FROM oms_order_push WHERE id IN %s",
+                    (unique[start : start + 1000],),
+                )
+                for r in cur.fetchall():
+                    row = PushRow.from_tuple(r)
+                    found[row.id] = row
+    finally:
+        conn.rollback()
+    return found
+
+
+def fetch_push_columns(db: Connectable, push_id: int) -> dict[str, Any] | None:
+    """Every column of one push row (for ``dlq show``)."""
+    conn = db.connection()
+    try:
+        with conn.cursor() as cur:
+            cur.execute("SELECT * FROM oms_order_push WHERE id = %s", (push_id,))
+            row = cur.fetchone()
+            if row is None:
+                return None
+            names = [d[0] for d in cur.description]
+            return dict(zip(names, row, strict=True))
+    finally:
+        conn.rollback()
+
+
+@dataclass
+class RedriveResult:
+    redriven: int = 0
+    bounced: int = 0  # rows that were PENDING and went through RETRY to enter PENDING again
+    missing: list[int] = field(default_factory=list)  # deleted since they were selected
+    skipped_cancelled: list[int] = field(default_factory=list)
+
+
+def redrive(
+    db: Connectable,
+    ids: Sequence[int],
+    *,
+    batch_size: int = DEFAULT_BATCH,
+    include_cancelled: bool = False,
+    on_batch: Callable[[int], None] | None = None,
+) -> RedriveResult:
+    """Make each row enter PENDING again (keeping its idempotency key); one transaction per batch.
+
+    ``on_batch`` is called with the number of ids handled after each committed batch.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    result = RedriveResult()
+    unique = sorted(set(ids))
+    conn = db.connection()
+    for start in range(0, len(unique), batch_size):
+        batch = unique[start : start + batch_size]
+        try:
+            with conn.cursor() as cur:
+                # lock by primary key only, like the write-back, and see what each row is now
+                cur.execute(
+                    "SELECT id, status FROM oms_order_push WHERE id IN %s FOR UPDATE", (batch,)
+                )
+                current = {int(r[0]): str(r[1]) for r in cur.fetchall()}
+                result.missing.extend(i for i in batch if i not in current)
+                cancelled = [
+                    i
+                    for i, s in current.items()
+                    if s == PushStatus.CANCELLED and not include_cancelled
+                ]
+                result.skipped_cancelled.extend(sorted(cancelled))
+                skipped = set(cancelled)
+                targets = sorted(i for i in current if i not in skipped)
+                pending = [i for i in targets if current[i] == PushStatus.PENDING]
+                if pending:
+                    result.bounced += cur.execute(
+                        "UPDATE oms_order_push SET status = 'RETRY', next_retry_at = NULL "
+                        "WHERE id IN %s AND status = 'PENDING'",
+                        (pending,),
+                    )
+                if targets:
+                    result.redriven += cur.execute(
+                        "UPDATE oms_order_push SET status = 'PENDING', attempts = 0, "
+                        "next_retry_at = NULL WHERE id IN %s",
+                        (targets,),
+                    )
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        if on_batch is not None:
+            on_batch(len(batch))
+    return result
+
+
+# -- offsets ------------------------------------------------------------------------------------
+
+EARLIEST = "earliest"
+LATEST = "latest"
+
+
+def parse_offset(text: str) -> int | str:
+    """``--to-offset``: a non-negative integer, ``earliest`` or ``latest``."""
+    raw = text.strip().lower()
+    if raw in (EARLIEST, LATEST):
+        return raw
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ReplayArgumentError(
+            f"--to-offset {text!r} is not an offset; give a number >= 0, 'earliest' or 'latest'"
+        ) from None
+    if value < 0:
+        raise ReplayArgumentError(
+            f"--to-offset {value} is negative; give a number >= 0, 'earliest' or 'latest'"
+        )
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class GroupState:
+    state: str  # STABLE, EMPTY, DEAD, PREPARING_REBALANCING, COMPLETING_REBALANCING, UNKNOWN
+    members: int
+
+    @property
+    def live(self) -> bool:
+        # Tansu describes a group with live members as STABLE but lists no members, so the
+        # state counts as much as the member list.
+        return self.members > 0 or self.state not in ("EMPTY", "DEAD")
+
+
+@dataclass(frozen=True, slots=True)
+class TopicRecord:
+    partition: int
+    offset: int
+    timestamp_ms: int | None
+    key: bytes | None
+    value: bytes | None
+
+
+class KafkaOps(Protocol):
+    """The broker calls replay and dlq need (see :class:`ConfluentKafkaOps`)."""
+
+    bootstrap_servers: str
+
+    def topics(self) -> dict[str, list[int]]: ...
+
+    def group_state(self, group: str) -> GroupState: ...
+
+    def committed(
+        self, group: str, topic: str, partitions: Sequence[int]
+    ) -> dict[int, int | None]: ...
+
+    def bounds(self, topic: str, partitions: Sequence[int]) -> dict[int, tuple[int, int]]: ...
+
+    def offset_for_time(
+        self,
+        topic: str,
+        partition: int,
+        ts_ms: int,
+        low: int,
+        end: int,
+        on_scan: Callable[[int], None] | None = None,
+    ) -> int: ...
+
+    def alter(self, group: str, topic: str, offsets: Mapping[int, int]) -> None: ...
+
+    def read_all(
+        self,
+        topic: str,
+        partitions: Sequence[int],
+        on_progress: Callable[[int], None] | None = None,
+    ) -> list[TopicRecord]: ...
+
+    def close(self) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class OffsetMove:
+    partition: int
+    current: int | None  # the group's committed offset, None when it has none
+    new: int
+    low: int
+    end: int  # log end offset (next offset to be written)
+
+    @property
+    def lag_after(self) -> int:
+        return self.end - self.new
+
+
+def check_group_idle(ops: KafkaOps, group: str) -> GroupState:
+    """Raise :class:`ReplayRefusedError` while ``group`` has live members."""
+    try:
+        state = ops.group_state(group)
+    except OmshubError:
+        raise
+    except Exception as exc:  # any client error means "cannot tell": refuse
+        raise ReplayRefusedError(
+            f"cannot tell whether consumer group {group!r} has live members ({exc}); "
+            "its offsets were not moved"
+        ) from exc
+    if state.live:
+        members = f"{state.members} member(s)" if state.members else "members connected"
+        raise ReplayRefusedError(
+            f"consumer group {group!r} is active (state {state.state}, {members}): offsets can "
+            "only be moved while nobody consumes in the group. Stop its consumers first (for the "
+            "hub's workers: `omshub down` or stop `omshub worker`) and run this again; a consumer "
+            "that was killed counts as live until its session times out."
+        )
+    return state
+
+
+def resolve_partitions(ops: KafkaOps, topic: str, only: Sequence[int] = ()) -> list[int]:
+    """The partitions of ``topic`` (or the ``only`` ones, checked); unknown topic is an error.
+
+    Topics are read from the full metadata listing, never asked for by name: Tansu (like Kafka
+    with auto-creation on) creates a topic that a metadata request names.
+    """
+    topics = ops.topics()
+    if topic not in topics:
+        visible = sorted(t for t in topics if not t.startswith("__"))
+        shown = ", ".join(visible[:20]) + (
+            f" ... ({len(visible)} topics)" if len(visible) > 20 else ""
+        )
+        raise ReplayArgumentError(
+            f"unknown topic {topic!r} on {ops.bootstrap_servers}; topics: {shown or 'none'}"
+        )
+    partitions = topics[topic]
+    if only:
+        unknown = sorted(set(only) - set(partitions))
+        if unknown:
+            raise ReplayArgumentError(
+                f"topic {topic!r} has no partition {', '.join(map(str, unknown))}; "
+                f"its partitions are {', '.join(map(str, partitions))}"
+            )
+        return sorted(set(only))
+    return list(partitions)
+
+
+def plan_topic_replay(
+    ops: KafkaOps,
+    topic: str,
+    group: str,
+    *,
+    to_offset: int | str | None = None,
+    to_time: dt.datetime | None = None,
+    partitions: Sequence[int] = (),
+    on_scan: Callable[[int], None] | None = None,
+) -> list[OffsetMove]:
+    """Where ``group`` would be moved on each partition of ``topic``; changes nothing.
+
+    Raises :class:`ReplayArgumentError` for an unknown topic or partition, and for an offset
+    before the start or beyond the end of a partition (naming its bounds).
+    """
+    if (to_offset is None) == (to_time is None):
+        raise ReplayArgumentError("give exactly one of --to-offset and --to-time")
+    chosen = resolve_partitions(ops, topic, partitions)
+    bounds = ops.bounds(topic, chosen)
+    committed = ops.committed(group, topic, chosen)
+    moves: list[OffsetMove] = []
+    beyond: list[str] = []
+    before: list[str] = []
+    for p in chosen:
+        low, end = bounds[p]
+        if to_time is not None:
+            ts_ms = int(to_time.timestamp() * 1000)
+            new = ops.offset_for_time(topic, p, ts_ms, low, end, on_scan)
+        elif to_offset == EARLIEST:
+            new = low
+        elif to_offset == LATEST:
+            new = end
+        else:
+            assert isinstance(to_offset, int)
+            new = to_offset
+            if new > end:
+                beyond.append(f"{end} on partition {p}")
+            elif new < low:
+                before.append(f"{low} on partition {p}")
+        moves.append(OffsetMove(p, committed.get(p), new, low, end))
+    problems = []
+    if beyond:
+        problems.append(
+            f"offset {to_offset} is beyond the end of {topic} (high watermark {', '.join(beyond)})"
+        )
+    if before:
+        problems.append(
+            f"offset {to_offset} is before the start of {topic} (low watermark {', '.join(before)})"
+        )
+    if problems:
+        raise ReplayArgumentError(
+            "; ".join(problems) + "; give an offset within the bounds, 'earliest' or 'latest'"
+        )
+    return moves
+
+
+def apply_topic_replay(ops: KafkaOps, group: str, topic: str, moves: Sequence[OffsetMove]) -> None:
+    """Commit the planned offsets for ``group`` (checks again that the group is idle)."""
+    check_group_idle(ops, group)
+    ops.alter(group, topic, {m.partition: m.new for m in moves})
+
+
+# -- DLQ ----------------------------------------------------------------------------------------
+
+
+@dataclass
+class DlqEntry:
+    """The newest DLQ record of one push, with where it was and how often it was dead-lettered."""
+
+    push_id: int
+    record: dict[str, Any]
+    partition: int
+    offset: int
+    timestamp_ms: int | None
+    times: int = 1
+
+    @property
+    def order_no(self) -> str:
+        return str(self.record.get("order_no") or "")
+
+    @property
+    def push_type(self) -> str:
+        return str(self.record.get("push_type") or "")
+
+    @property
+    def attempts(self) -> int | None:
+        value = self.record.get("attempts")
+        return int(value) if isinstance(value, int | float) else None
+
+    @property
+    def error(self) -> str:
+        return str(self.record.get("error") or "")
+
+    @property
+    def failed_at_ms(self) -> int | None:
+        value = self.record.get("failed_at_ms")
+        return int(value) if isinstance(value, int | float) else self.timestamp_ms
+
+    def sort_key(self) -> tuple[int, int, int]:
+        return (self.failed_at_ms or 0, self.partition, self.offset)
+
+
+@dataclass
+class DlqRead:
+    topic: str
+    exists: bool
+    entries: dict[int, DlqEntry] = field(default_factory=dict)
+    records: int = 0
+    unreadable: int = 0
+
+    def newest_first(self) -> list[DlqEntry]:
+        return sorted(self.entries.values(), key=DlqEntry.sort_key, reverse=True)
+
+
+def parse_dlq_record(value: bytes | None) -> dict[str, Any] | None:
+    """A DLQ record (``processors.writeback.dlq_record``), or None when it is not one."""
+    if not value:
+        return None
+    try:
+        record = orjson.loads(value)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(record, dict):
+        return None
+    push_id = record.get("push_id")
+    if isinstance(push_id, bool) or not isinstance(push_id, int) or push_id <= 0:
+        return None
+    return record
+
+
+def read_dlq(
+    ops: KafkaOps, topic: str, on_progress: Callable[[int], None] | None = None
+) -> DlqRead:
+    """Every record of the DLQ topic, deduplicated by push id (the newest record wins)."""
+    topics = ops.topics()
+    if topic not in topics:
+        return DlqRead(topic, exists=False)
+    result = DlqRead(topic, exists=True)
+    for rec in ops.read_all(topic, topics[topic], on_progress):
+        result.records += 1
+        record = parse_dlq_record(rec.value)
+        if record is None:
+            result.unreadable += 1
+            continue
+        entry = DlqEntry(
+            int(record["push_id"]), record, rec.partition, rec.offset, rec.timestamp_ms
+        )
+        seen = result.entries.get(entry.push_id)
+        times = (seen.times if seen is not None else 0) + 1
+        if seen is None or entry.sort_key() >= seen.sort_key():
+            entry.times = times
+            result.entries[entry.push_id] = entry
+        else:
+            seen.times = times
+    return result
+
+
+# -- the broker ---------------------------------------------------------------------------------
+
+
+class ConfluentKafkaOps:
+    """:class:`KafkaOps` with confluent-kafka: an AdminClient and a reading consumer that never
+    joins or commits to a group.
+
+    What Tansu 0.6 (the local broker) does differently from Apache Kafka, and how this copes:
+
+    * ListOffsets by timestamp (``offsets_for_times``) answers offset 0 whatever the time: the
+      answer is only trusted when the record before it is older than the time asked for,
+      otherwise the partition is scanned for the first record at or after that time.
+    * ListOffsets latest (the high watermark) is the base offset of the last record batch + 1,
+      not the offset after the last record, when that batch holds more than one record: the end
+      is found by reading the last batch.
+    * DescribeGroups lists no members for a group with live consumers, but reports it STABLE:
+      the state decides whether the group is idle (:attr:`GroupState.live`).
+    * A metadata request naming a topic creates it: topics are looked up in the full listing.
+    * OffsetCommit / AlterConsumerGroupOffsets, OffsetFetch and DescribeGroups work; altering a
+      group with live members fails with UNKNOWN_MEMBER_ID as with Kafka.
+    """
+
+    def __init__(
+        self,
+        bootstrap_servers: str,
+        *,
+        timeout: float = 15.0,
+        admin: Any = None,
+        consumer_factory: Callable[[], Any] | None = None,
+        idle_s: float = 0.3,
+        stall_s: float = 5.0,
+    ) -> None:
+        from confluent_kafka.admin import AdminClient
+
+        self.bootstrap_servers = bootstrap_servers
+        self.timeout = timeout
+        self.idle_s = idle_s
+        self.stall_s = stall_s
+        config: dict[str, Any] = {"bootstrap.servers": bootstrap_servers, "logger": _rdkafka_log}
+        self._admin = admin or AdminClient(config)
+        self._consumer_factory = consumer_factory or self._new_consumer
+        self._consumer: Any = None
+
+    def _new_consumer(self) -> Any:
+        from confluent_kafka import Consumer
+
+        return Consumer(
+            {
+                "bootstrap.servers": self.bootstrap_servers,
+                # librdkafka wants a group id even for assign(); this consumer never subscribes
+                # nor commits, so the group is never joined
+                "group.id": "omshub-replay-reader",
+                "enable.auto.commit": False,
+                "enable.auto.offset.store": False,
+                "fetch.wait.max.ms": 50,
+                "auto.offset.reset": "earliest",
+                "logger": _rdkafka_log,
+            }
+        )
+
+    @property
+    def consumer(self) -> Any:
+        if self._consumer is None:
+            self._consumer = self._consumer_factory()
+        return self._consumer
+
+    def close(self) -> None:
+        if self._consumer is not None:
+            self._consumer.close()
+            self._consumer = None
+
+    # -- metadata and groups
+
+    def topics(self) -> dict[str, list[int]]:
+        metadata = self._admin.list_topics(timeout=self.timeout)
+        return {
+            name: sorted(info.partitions)
+            for name, info in metadata.topics.items()
+            if info.error is None
+        }
+
+    def group_state(self, group: str) -> GroupState:
+        futures = self._admin.describe_consumer_groups([group], request_timeout=self.timeout)
+        description = futures[group].result(self.timeout)
+        state = getattr(description.state, "name", str(description.state))
+        return GroupState(str(state), len(description.members or []))
+
+    def committed(self, group: str, topic: str, partitions: Sequence[int]) -> dict[int, int | None]:
+        from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
+
+        request = ConsumerGroupTopicPartitions(
+            group, [TopicPartition(topic, p) for p in partitions]
+        )
+        futures = self._admin.list_consumer_group_offsets([request], request_timeout=self.timeout)
+        answer = futures[group].result(self.timeout)
+        return {
+            tp.partition: (tp.offset if tp.offset >= 0 else None)
+            for tp in answer.topic_partitions
+            if tp.topic == topic
+        }
+
+    def alter(self, group: str, topic: str, offsets: Mapping[int, int]) -> None:
+        from confluent_kafka import (
+            ConsumerGroupTopicPartitions,
+            KafkaError,
+            KafkaException,
+            TopicPartition,
+        )
+
+        request = ConsumerGroupTopicPartitions(
+            group, [TopicPartition(topic, p, o) for p, o in sorted(offsets.items())]
+        )
+        live_codes = {
+            KafkaError.UNKNOWN_MEMBER_ID,
+            KafkaError.REBALANCE_IN_PROGRESS,
+            KafkaError.ILLEGAL_GENERATION,
+            KafkaError.NON_EMPTY_GROUP,
+        }
+        try:
+            futures = self._admin.alter_consumer_group_offsets(
+                [request], request_timeout=self.timeout
+            )
+            answer = futures[group].result(self.timeout)
+        except KafkaException as exc:
+            error = exc.args[0] if exc.args else None
+            if isinstance(error, KafkaError) and error.code() in live_codes:
+                raise ReplayRefusedError(
+                    f"consumer group {group!r} became active while its offsets were moved "
+                    f"({error.str()}); stop its consumers and run this again"
+                ) from exc
+            raise OmshubError(f"the broker refused the new offsets of {group!r}: {exc}") from exc
+        failed = [tp for tp in answer.topic_partitions if tp.error is not None]
+        if failed:
+            codes = {tp.error.code() for tp in failed}
+            detail = ", ".join(f"{tp.topic}[{tp.partition}]: {tp.error.str()}" for tp in failed)
+            if codes & live_codes:
+                raise ReplayRefusedError(
+                    f"consumer group {group!r} became active while its offsets were moved "
+                    f"({detail}); stop its consumers and run this again"
+                )
+            raise OmshubError(f"the broker refused the new offsets of {group!r}: {detail}")
+
+    # -- reading
+
+    def _records(
+        self, topic: str, starts: Mapping[int, int], until: Mapping[int, int]
+    ) -> Generator[Any, None, None]:
+        """Messages from ``starts`` on, until every partition reached ``until`` (the broker's high
+        watermark) plus one more fetch round: on Tansu the rest of the last batch comes with the
+        record at its base offset. Stops early when nothing arrives for ``stall_s`` (e.g. only
+        transaction markers are left before the high watermark), or for ``timeout`` before the
+        first record."""
+        import time
+
+        from confluent_kafka import TopicPartition
+
+        consumer = self.consumer
+        consumer.assign([TopicPartition(topic, p, o) for p, o in starts.items()])
+        position = dict(starts)
+        progress_at = time.monotonic()
+        stall = self.timeout
+        try:
+            while True:
+                reached = all(position[p] >= until.get(p, 0) for p in position)
+                batch = consumer.consume(1000, timeout=self.idle_s if reached else 0.5)
+                for message in batch:
+                    if message.error() is not None:
+                        continue
+                    progress_at, stall = time.monotonic(), self.stall_s
+                    position[message.partition()] = message.offset() + 1
+                    yield message
+                if reached or time.monotonic() - progress_at > stall:
+                    return
+        finally:
+            consumer.unassign()
+
+    def bounds(self, topic: str, partitions: Sequence[int]) -> dict[int, tuple[int, int]]:
+        from confluent_kafka import TopicPartition
+
+        result: dict[int, tuple[int, int]] = {}
+        starts: dict[int, int] = {}
+        for p in partitions:
+            low, high = self.consumer.get_watermark_offsets(
+                TopicPartition(topic, p), timeout=self.timeout
+            )
+            result[p] = (max(low, 0), max(high, 0))
+            if high > low:
+                starts[p] = high - 1  # the last batch (Tansu) or the last record (Kafka)
+        if starts:
+            ends = {p: result[p][1] for p in starts}
+            for message in self._records(topic, starts, ends):
+                p = message.partition()
+                low, end = result[p]
+                result[p] = (low, max(end, message.offset() + 1))
+        return result
+
+    def _timestamp_at(self, topic: str, partition: int, offset: int) -> int | None:
+        records = self._records(topic, {partition: offset}, {partition: offset + 1})
+        with contextlib.closing(records):  # unassigned before the next read
+            for message in records:
+                if message.offset() >= offset:
+                    return int(message.timestamp()[1])
+        return None
+
+    def offset_for_time(
+        self,
+        topic: str,
+        partition: int,
+        ts_ms: int,
+        low: int,
+        end: int,
+        on_scan: Callable[[int], None] | None = None,
+    ) -> int:
+        """The first offset whose record has a timestamp >= ``ts_ms`` (``end`` when none)."""
+        from confluent_kafka import TopicPartition
+
+        if end <= low:
+            return end
+        answer = self.consumer.offsets_for_times(
+            [TopicPartition(topic, partition, ts_ms)], timeout=self.timeout
+        )[0].offset
+        start = low
+        if answer < 0 or answer >= end:
+            last = self._timestamp_at(topic, partition, end - 1)
+            if last is not None and last < ts_ms:
+                return end
+        elif answer > low:
+            before = self._timestamp_at(topic, partition, answer - 1)
+            if before is not None and before < ts_ms:
+                start = answer
+        records = self._records(topic, {partition: start}, {partition: end})
+        with contextlib.closing(records):
+            for scanned, message in enumerate(records, 1):
+                if on_scan is not None and scanned % 1000 == 0:
+                    on_scan(1000)
+                if int(message.timestamp()[1]) >= ts_ms:
+                    return int(message.offset())
+        return end
+
+    def read_all(
+        self,
+        topic: str,
+        partitions: Sequence[int],
+        on_progress: Callable[[int], None] | None = None,
+    ) -> list[TopicRecord]:
+        from confluent_kafka import TopicPartition
+
+        starts: dict[int, int] = {}
+        highs: dict[int, int] = {}
+        for p in partitions:
+            low, high = self.consumer.get_watermark_offsets(
+                TopicPartition(topic, p), timeout=self.timeout
+            )
+            if high > low:
+                starts[p], highs[p] = max(low, 0), high
+        records: list[TopicRecord] = []
+        if not starts:
+            return records
+        for message in self._records(topic, starts, highs):
+            timestamp = message.timestamp()
+            records.append(
+                TopicRecord(
+                    message.partition(),
+                    message.offset(),
+                    int(timestamp[1]) if timestamp and timestamp[0] else None,
+                    message.key(),
+                    message.value(),
+                )
+            )
+            if on_progress is not None:
+                on_progress(1)
+        return records
