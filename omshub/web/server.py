@@ -82,8 +82,13 @@ class Sampler:
                 await self.sample()
             except Exception as exc:  # noqa: BLE001 - keep sampling; the page shows stale time
                 log.error("sampling failed", extra={"error": f"{type(exc).__name__}: {exc}"})
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.refresh_s)
+            # asyncio.wait, not wait_for: on 3.11 wait_for can swallow a cancel that races with
+            # the wake-up (a REST call pokes the sampler), and shutdown would then hang
+            waiter = asyncio.ensure_future(self._wake.wait())
+            try:
+                await asyncio.wait({waiter}, timeout=self.refresh_s)
+            finally:
+                waiter.cancel()
             self._wake.clear()
 
     def close(self) -> None:

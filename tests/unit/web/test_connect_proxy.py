@@ -7,12 +7,14 @@ dashboard's connector panel comes from Connect's status.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import json
+import threading
+from collections.abc import AsyncIterator, Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
 from omshub.settings import Settings
@@ -38,31 +40,59 @@ STATUS = {
 
 
 class FakeConnect:
+    """Connect's REST API in its own thread (an http.server), off the test's event loop: the
+    dashboard's sampler calls it with blocking urllib from a worker thread."""
+
     def __init__(self) -> None:
         self.calls: list[tuple[str, str, bytes]] = []
-        self.app = web.Application()
-        self.app.router.add_route("*", "/{tail:.*}", self.handle)
+        fake = self
 
-    async def handle(self, request: web.Request) -> web.Response:
-        self.calls.append((request.method, request.path_qs, await request.read()))
-        if request.path == "/connectors" and request.query.get("expand") == "status":
-            return web.json_response({"oms": {"status": STATUS}})
-        if request.path == "/connectors":
-            return web.json_response(["oms"])
-        if request.path == "/connectors/oms/pause":
-            return web.Response(status=202)
-        if request.path == "/connectors/oms/config" and request.method == "PUT":
-            return web.json_response({"name": "oms", "config": {}, "tasks": [], "type": "source"})
-        return web.json_response({"error_code": 404, "message": "not found"}, status=404)
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *_args: Any) -> None:
+                pass
+
+            def _answer(self) -> None:
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                fake.calls.append((self.command, self.path, body))
+                status, payload = fake.route(self.command, self.path)
+                data = json.dumps(payload).encode() if payload is not None else b""
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_PUT = do_POST = do_DELETE = _answer
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    @staticmethod
+    def route(method: str, path: str) -> tuple[int, Any]:
+        if path == "/connectors?expand=status":
+            return 200, {"oms": {"status": STATUS}}
+        if path == "/connectors":
+            return 200, ["oms"]
+        if path == "/connectors/oms/pause":
+            return 202, None
+        if path == "/connectors/oms/config" and method == "PUT":
+            return 200, {"name": "oms", "config": {}, "tasks": [], "type": "source"}
+        return 404, {"error_code": 404, "message": "not found"}
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
 
 
 @pytest.fixture
-async def connect() -> AsyncIterator[tuple[FakeConnect, str]]:
+def connect() -> Iterator[tuple[FakeConnect, str]]:
     fake = FakeConnect()
-    server = TestServer(fake.app)
-    await server.start_server()
-    yield fake, str(server.make_url("")).rstrip("/")
-    await server.close()
+    yield fake, fake.url
+    fake.close()
 
 
 @pytest.fixture
