@@ -579,7 +579,10 @@ def demo(ctx: click.Context, seconds: float) -> None:
     home = settings.home.resolve()
     console.print(
         "where to look:\n"
+        f"  http://{settings.web_host}:{settings.web_port}/   the dashboard: connector, lag, "
+        "backlog, DLQ, workers, live plots (/metrics for Prometheus)\n"
         "  omshub status            components, pids, connector position and lag\n"
+        "  omshub dlq list          pushes that failed for good (`omshub dlq requeue ID`)\n"
         "  omshub connector status  connector metrics (events/s, ms behind source, errors)\n"
         "  omshub sandbox stats     what each downstream received\n"
         f"  {home}/logs/             logs of every component\n"
