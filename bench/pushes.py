@@ -41,10 +41,9 @@ import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
-import orjson
 import pymysql
 from rich.console import Console
 from rich.table import Table
@@ -59,6 +58,7 @@ from processors.writeback import Database, WriteBack
 from schemas.payloads import EXAMPLE_PAYLOADS
 from schemas.pushes import PushType
 from workers.base import Outcome, PushTask, Worker
+from workers.http import HttpSession
 from workers.registry import build_workers, worker_for
 
 TICK_S = 0.05
@@ -301,11 +301,8 @@ class PollingRelay:
 
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
-        session = aiohttp.ClientSession(
-            connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
-            json_serialize=lambda obj: orjson.dumps(obj).decode(),
-        )
-        workers = build_workers(session, self.settings)
+        session = HttpSession()  # the HTTP client the Faust workers use
+        workers = build_workers(cast(aiohttp.ClientSession, session), self.settings)
         by_type = {t: workers[worker_for(t).name] for t in PushType}
         writeback = WriteBack(
             self.params,

@@ -1,10 +1,14 @@
 """The Faust app: push router, one agent per worker type, reverse flow, stock, lookups, sweeper.
 
-Agents stay thin: decode, route, await. Each worker agent runs with its worker's own concurrency
-(Faust runs that many actors over the topic), so an I/O-bound downstream gets many requests in
-flight while a CPU-bound one gets few. No per-message exception escapes an agent: Faust would
-acknowledge the message anyway, so every failure becomes a row state, a DLQ record, or (for
-derived state) a logged error that the next re-snapshot repairs.
+Agents stay thin: decode, route, await. Each worker agent keeps up to its worker's own
+concurrency of pushes in flight, so an I/O-bound downstream gets many requests in flight while a
+CPU-bound one gets few. The router and the worker agents acknowledge messages themselves, only
+once what a message caused is done (tasks delivered, outcome written back). No per-message
+exception escapes an agent: every failure becomes a row state, a DLQ record, or (for derived
+state) a logged error that the next re-snapshot repairs.
+
+The workers call downstreams through :class:`workers.http.HttpSession` (a lean keep-alive client
+that costs a third of aiohttp's per call); the reverse flow's intercepts keep aiohttp.
 """
 
 from __future__ import annotations
@@ -13,19 +17,22 @@ import asyncio
 import dataclasses
 import logging
 import os
+import socket
 import time
 from collections import Counter
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import aiohttp
 import faust
 import orjson
 from aiohttp import web
 from confluent_kafka import Consumer, Producer, TopicPartition
+from faust.sensors import Monitor
+from faust.types import TP, EventT, Message, StreamT
 
 from connectors.binlog.config import load_config
 from omshub.errors import ContractError
@@ -41,14 +48,17 @@ from processors.cancel_lookup import (
 from processors.cancel_lookup import stats as lookup_stats
 from processors.reverse import Intercepts, ReverseFlow
 from processors.router import route
+from processors.stats import TypeFigures
 from processors.stock import STOCK_TOPIC, SellableUpdate, StockCoalescer, sellable_from_event
 from processors.sweeper import Sweeper
+from processors.transport import WAITS as FETCH_WAITS
 from processors.transport import configure as configure_transport
 from processors.writeback import Database, WriteBack
 from schemas.change_event import ChangeEvent, Record, decode
 from schemas.finance import FINANCE_TOPICS, refund_event, settlement_event
 from schemas.pushes import PushStatus, PushType, dlq_topic, push_topic
 from workers.base import Outcome, PushTask, Worker
+from workers.http import HttpSession
 from workers.registry import build_workers, worker_for
 
 log = logging.getLogger(__name__)
@@ -67,6 +77,7 @@ class Runtime:
 
     settings: Settings
     session: aiohttp.ClientSession | None = None
+    http: HttpSession | None = None  # the workers' downstream calls (lean keep-alive client)
     workers: dict[str, Worker] = field(default_factory=dict)
     writeback: WriteBack | None = None
     sweeper: Sweeper | None = None
@@ -82,9 +93,41 @@ class Runtime:
     #: lost, so the sweeper must not enqueue them again
     in_flight: set[int] = field(default_factory=set)
     producer: Any = None  # confluent_kafka.Producer for the router's hot path
+    #: per push type: outcome totals and the latency of worker.handle() (status file "types")
+    figures: TypeFigures = field(
+        default_factory=lambda: TypeFigures((str(t), worker_for(t).name) for t in PushType)
+    )
     flusher: ThreadPoolExecutor = field(
         default_factory=lambda: ThreadPoolExecutor(max_workers=1, thread_name_prefix="flush")
     )
+
+
+class LeanMonitor(Monitor):
+    """Faust's Monitor without the per-message bookkeeping (counters, timings, string keys per
+    event) that feeds only Faust's own stats pages, which omshub does not serve. It keeps
+    ``stream_inbound_time``, which Faust's slow-stream detection reads."""
+
+    def on_message_in(self, tp: TP, offset: int, message: Message) -> None:
+        return None
+
+    def on_stream_event_in(
+        self, tp: TP, offset: int, stream: StreamT[Any], event: EventT[Any]
+    ) -> dict[str, Any] | None:
+        self.stream_inbound_time[tp] = time.monotonic()
+        return None
+
+    def on_stream_event_out(
+        self,
+        tp: TP,
+        offset: int,
+        stream: StreamT[Any],
+        event: EventT[Any],
+        state: dict[str, Any] | None = None,
+    ) -> None:
+        return None
+
+    def on_message_out(self, tp: TP, offset: int, message: Message) -> None:
+        return None
 
 
 def table_topic(settings: Settings, table: str) -> str:
@@ -121,6 +164,7 @@ def create_app(settings: Settings) -> faust.App:
         web_in_thread=False,
         producer_linger=0.005,
         stream_buffer_maxsize=8192,
+        Monitor=LeanMonitor,
     )
     rt = Runtime(settings)
     ns = settings.topic_namespace
@@ -138,7 +182,9 @@ def create_app(settings: Settings) -> faust.App:
                 connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
                 json_serialize=lambda obj: orjson.dumps(obj).decode(),
             )
-            rt.workers = build_workers(rt.session, settings)
+            rt.http = HttpSession()
+            # HttpSession implements the part of ClientSession the workers use (workers.http)
+            rt.workers = build_workers(cast(aiohttp.ClientSession, rt.http), settings)
             rt.writeback = WriteBack(
                 params,
                 send_dlq=send_dlq,
@@ -204,11 +250,15 @@ def create_app(settings: Settings) -> faust.App:
         name="push-router",
     )
     async def push_router(stream: Any) -> None:
-        """Route batches: the events of a batch are acknowledged only after its tasks are
-        delivered to the work topics (``take_events`` acks when the body is done)."""
+        """Route batches; a batch's events are acknowledged only after its tasks are delivered.
+
+        ``noack_take`` leaves acknowledging to us. (``take_events`` acks a batch in the
+        generator's ``finally``, which also runs when the body is cancelled or raises: a
+        shutdown in the middle of a batch would acknowledge events whose tasks never left.)
+        """
         await ensure_runtime()
         assert rt.writeback is not None
-        async for events in stream.take_events(1000, within=0.005):
+        async for events in stream.noack_take(1000, within=0.005):
             tasks: list[PushTask] = []
             for event in events:
                 message = event.message
@@ -234,8 +284,18 @@ def create_app(settings: Settings) -> faust.App:
                         extra={"offset": message.offset, "error": str(exc)},
                     )
             if tasks:
-                await enqueue_many(tasks)
-                rt.counters["routed"] += len(tasks)
+                try:
+                    await enqueue_many(tasks)
+                    rt.counters["routed"] += len(tasks)
+                except Exception as exc:
+                    rt.counters["enqueue_failed"] += len(tasks)
+                    rt.in_flight.difference_update(t.id for t in tasks)
+                    log.exception(
+                        "tasks not published; the sweeper will re-drive their rows",
+                        extra={"tasks": len(tasks), "error": str(exc)},
+                    )
+            for event in events:
+                await stream.ack(event)
 
     async def reject(record: ChangeEvent, row_id: int, error: str) -> None:
         assert rt.writeback is not None
@@ -263,39 +323,81 @@ def create_app(settings: Settings) -> faust.App:
                 rt.counters[f"finance.{kind}"] += 1
 
     def make_worker_agent(name: str, types: list[PushType], concurrency: int) -> None:
+        """One actor per worker type that keeps up to ``concurrency`` pushes in flight.
+
+        Faust's per-actor concurrency ran ``concurrency`` copies of the agent, each waking for one
+        message at a time; here one loop takes the messages and starts a task per push, bounded
+        by a semaphore (a full pool stops the loop, and with it the intake). Acks are manual: a
+        message is acknowledged only after its outcome has been written back (or its record was
+        found malformed), never when the loop moves on, so a crash or a cancellation cannot
+        commit a push that was not finished. Faust commits the contiguous acked offsets of each
+        partition, so pushes finishing out of order never commit past an unfinished one.
+        """
         channel = app.topic(*[push_topic(t, ns) for t in types], **_RAW)
+        status_keys = {status: f"{name}.{status}" for status in PushStatus}
 
         async def work(stream: Any) -> None:
             await ensure_runtime()
             worker = rt.workers[name]
             writeback = rt.writeback
             assert writeback is not None
-            async for event in stream.events():
-                message = event.message
+            figures = rt.figures
+            counters = rt.counters
+            in_flight = rt.in_flight
+            slots = asyncio.Semaphore(concurrency)
+            running: set[asyncio.Task[None]] = set()
+            loop = asyncio.get_running_loop()
+
+            async def push_one(value: bytes) -> None:
                 try:
-                    task = PushTask.from_json(message.value)
+                    task = PushTask.from_json(value)
                 except ContractError as exc:
-                    rt.counters["bad_tasks"] += 1
+                    counters["bad_tasks"] += 1
                     log.error("task record is malformed; skipped", extra={"error": str(exc)})
-                    continue
+                    return
                 try:
                     outcome = await worker.handle(task)
                 except Exception as exc:  # noqa: BLE001 - handle() should not raise; be sure
                     outcome = Outcome.failed(f"{type(exc).__name__}: {exc}", task.attempts + 1)
                 try:
                     changed = await writeback.submit(task, outcome)
-                    rt.in_flight.discard(task.id)
-                    rt.counters[f"{name}.{outcome.status}"] += 1
-                    if changed and outcome.status is PushStatus.DONE:
-                        await emit_finance(task, outcome)
                 except Exception as exc:
-                    rt.counters["writeback_errors"] += 1
+                    counters["writeback_errors"] += 1
                     log.exception(
                         "outcome not written", extra={"push_id": task.id, "error": str(exc)}
                     )
+                    return
+                in_flight.discard(task.id)
+                counters[status_keys[outcome.status]] += 1
+                figures.record(task.push_type, name, outcome.status, outcome.latency_ms)
+                if changed and outcome.status is PushStatus.DONE:
+                    await emit_finance(task, outcome)
+
+            async def process(event: Any) -> None:
+                try:
+                    try:
+                        await push_one(event.message.value)
+                    except Exception as exc:
+                        counters["worker_errors"] += 1
+                        log.exception("push not processed", extra={"error": str(exc)})
+                    # not reached on cancellation: the message stays unacknowledged
+                    await stream.ack(event)
+                finally:
+                    slots.release()
+
+            stream.enable_acks = False  # acked by process() once the outcome is written
+            try:
+                async for event in stream.events():
+                    await slots.acquire()
+                    job = loop.create_task(process(event))
+                    running.add(job)
+                    job.add_done_callback(running.discard)
+            finally:
+                for job in list(running):
+                    job.cancel()
 
         work.__name__ = f"worker_{name}"
-        app.agent(channel, name=f"worker-{name}", concurrency=concurrency)(work)
+        app.agent(channel, name=f"worker-{name}")(work)
 
     by_worker: dict[str, list[PushType]] = {}
     concurrency: dict[str, int] = {}
@@ -469,6 +571,7 @@ def create_app(settings: Settings) -> faust.App:
                 )
 
     status_path = status_file(settings)
+    host = socket.gethostname()
 
     @app.timer(interval=1.0, name="status")
     async def write_status() -> None:
@@ -476,6 +579,8 @@ def create_app(settings: Settings) -> faust.App:
         data = {
             "state": "RUNNING",
             "pid": os.getpid(),
+            "worker_name": settings.worker_name,
+            "host": host,
             "started_at": rt.started_at,
             "updated_at": time.time(),
             "counters": dict(rt.counters),
@@ -485,6 +590,10 @@ def create_app(settings: Settings) -> faust.App:
             "stock": rt.stock.counters if rt.stock is not None else None,
             "lookup": lookup_stats(rt.lookup),
             "assigned": sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment()),
+            "types": rt.figures.snapshot(),
+            "fetch": [
+                {"wait_ms": w.wait_ms, "fetches": w.fetches, "empty": w.empty} for w in FETCH_WAITS
+            ],
         }
         write_json_atomic(status_path, data)
 
@@ -496,6 +605,8 @@ def create_app(settings: Settings) -> faust.App:
             rt.producer.flush(10)
         if rt.session is not None:
             await rt.session.close()
+        if rt.http is not None:
+            await rt.http.close()
 
     app.omshub_runtime = rt  # type: ignore[attr-defined]
     return app

@@ -22,6 +22,10 @@ unexpected exception (a bug in a hook, say) becomes ``FAILED`` with the exceptio
 message, so it is recorded instead of acknowledged and lost. A worker also never has more than
 ``pool.concurrency`` pushes in flight, whoever calls it.
 
+``session`` is an :class:`aiohttp.ClientSession` or anything with the same ``post()`` (as an async
+context manager whose response has ``status``, ``headers.get`` and ``read()``) raising aiohttp's
+exceptions: the Faust app passes :class:`workers.http.HttpSession`, a lean keep-alive client.
+
 Errors are written for the person reading ``last_error``: ``"WMS answered 422: sku S9 unknown"``,
 ``"TMS did not answer within 5.0 s (timeout)"``, ``"FMS answered 200 with a body that is not JSON:
 '<html>oops'"``, ``"WMS_RETURN payload invalid: lines.0.quantity: Input should be greater than 0
