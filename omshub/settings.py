@@ -89,7 +89,7 @@ class Settings(BaseSettings):
     kafka_host: str = Field("127.0.0.1", description="Address the embedded Tansu binds to.")
     kafka_port: int = Field(19092, description="Port of the embedded Tansu broker.")
     kafka_fetch_max_wait_ms: int = Field(
-        20,
+        10,
         description="Longest a worker's fetch waits for data. Tansu answers a fetch only when "
         "this runs out, so it bounds the latency of every hop.",
     )

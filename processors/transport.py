@@ -5,7 +5,7 @@ soon as data arrives makes that harmless, but Tansu (the embedded broker) holds 
 the wait runs out, whether it found records or not (its fetch reads the partitions at the start
 and, when that found nothing, again at the end of a wait under 250 ms). Every hop of the pipeline
 (change topic -> router -> work topic -> worker) therefore waits for the fetch in flight, so the
-wait must be short while records flow (``OMSHUB_KAFKA_FETCH_MAX_WAIT_MS``, 20 ms).
+wait must be short while records flow (``OMSHUB_KAFKA_FETCH_MAX_WAIT_MS``, 10 ms).
 
 Each fetch makes Tansu read every partition the worker is assigned (about 30) and costs it a few
 milliseconds of CPU, more as records accumulate: two workers polling every 20 ms kept ~28% of a
@@ -27,7 +27,7 @@ from faust.transport.drivers import TRANSPORTS
 from faust.transport.drivers import aiokafka as faust_aiokafka
 
 SCHEME = "omshub-kafka"
-FETCH_MAX_WAIT_MS = 20  # replaced from settings by configure()
+FETCH_MAX_WAIT_MS = 10  # replaced from settings by configure()
 IDLE_FETCH_MAX_WAIT_MS = 200
 IDLE_AFTER_S = 1.0
 
