@@ -1,0 +1,74 @@
+"""The write-back writes at once while outcomes trickle in and batches once they pour in."""
+
+from __future__ import annotations
+
+import asyncio
+
+from omshub.settings import MySQLParams
+from processors.writeback import WriteBack, _Pending
+from schemas.pushes import PushStatus
+from workers.base import Outcome, PushTask
+
+PARAMS = MySQLParams(host="127.0.0.1", port=1, user="u", password="p", database="d")
+
+
+class RecordingWriteBack(WriteBack):
+    """The real batching loop; the database write replaced by a recorder that takes 2 ms."""
+
+    def __init__(self, flush_ms: int) -> None:
+        super().__init__(PARAMS, flush_ms=flush_ms)
+        self.batches: list[int] = []
+        self.written_at: list[float] = []
+
+    async def _flush(self, batch: list[_Pending]) -> None:
+        await asyncio.sleep(0.002)
+        self.batches.append(len(batch))
+        self.written_at.append(asyncio.get_running_loop().time())
+        for pending in batch:
+            pending.future.set_result(True)
+
+
+def task(n: int) -> PushTask:
+    return PushTask(
+        id=n, order_no=f"SO{n}", push_type="WMS_RETURN", payload="{}", idempotency_key=f"k{n}"
+    )
+
+
+DONE = Outcome(PushStatus.DONE, None, None, 1)
+
+
+async def test_a_lone_outcome_is_written_without_waiting_for_the_timer() -> None:
+    wb = RecordingWriteBack(flush_ms=500)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    assert await wb.submit(task(1), DONE) is True
+    assert loop.time() - started < 0.25, "written long before the 500 ms linger"
+    assert wb.batches == [1]
+    await wb.stop()
+
+
+async def test_a_burst_is_gathered_into_few_statements() -> None:
+    wb = RecordingWriteBack(flush_ms=30)
+    # a burst: 1,000 outcomes submitted together, then more while the first batches are written
+    first = [asyncio.ensure_future(wb.submit(task(i), DONE)) for i in range(1000)]
+    await asyncio.sleep(0.001)
+    second = [asyncio.ensure_future(wb.submit(task(1000 + i), DONE)) for i in range(300)]
+    assert all(await asyncio.gather(*first, *second))
+    assert sum(wb.batches) == 1300
+    assert max(wb.batches) == wb.max_batch  # full batches while the queue is deep
+    assert len(wb.batches) <= 4, wb.batches
+    await wb.stop()
+
+
+async def test_under_sustained_load_it_lingers_to_batch() -> None:
+    wb = RecordingWriteBack(flush_ms=20)
+    futures = []
+    for i in range(400):  # ~2,000/s for 0.2 s: faster than one write takes
+        futures.append(asyncio.ensure_future(wb.submit(task(i), DONE)))
+        if i % 10 == 9:
+            await asyncio.sleep(0.005)
+    assert all(await asyncio.gather(*futures))
+    # after the first small write, batches of the linger's worth (~40), not one per arrival
+    assert len(wb.batches) < 40, wb.batches
+    assert max(wb.batches) >= 20, wb.batches
+    await wb.stop()
