@@ -123,6 +123,9 @@ class Settings(BaseSettings):
         description="Per-worker pool overrides as JSON, e.g. "
         '{"wms": {"concurrency": 64, "timeout_s": 5, "max_attempts": 8}}.',
     )
+    worker_host: str = Field(
+        "127.0.0.1", description="Address a worker's Faust web server (lookup API) binds to."
+    )
     worker_port: int = Field(
         16066, description="Web port of the first Faust worker (the n-th uses port + n - 1)."
     )

@@ -159,7 +159,7 @@ def create_app(settings: Settings) -> faust.App:
         broker_heartbeat_interval=max(0.5, settings.kafka_session_timeout_ms / 4000),
         broker_commit_interval=1.0,
         web_enabled=True,
-        web_host="127.0.0.1",
+        web_host=settings.worker_host,
         web_port=settings.worker_port,
         web_in_thread=False,
         producer_linger=0.005,

@@ -536,11 +536,11 @@ def test_dependency_on_a_profiled_service_is_named(compose: dict[str, Any]) -> N
 
 def test_unknown_omshub_variable_is_named(compose: dict[str, Any]) -> None:
     broken = copy.deepcopy(compose)
-    broken["services"]["worker"]["environment"]["OMSHUB_WORKER_HOST"] = "0.0.0.0"
+    broken["services"]["worker"]["environment"]["OMSHUB_WORKER_HOSTNAME"] = "0.0.0.0"
     broken["services"]["web"]["environment"] = ["OMSHUB_WEB_PORT=18088", "OMSHUB_WEBPORT=1"]
     assert settings_env_errors(broken) == [
         "web: OMSHUB_WEBPORT is not an omshub setting (omshub/settings.py)",
-        "worker: OMSHUB_WORKER_HOST is not an omshub setting (omshub/settings.py)",
+        "worker: OMSHUB_WORKER_HOSTNAME is not an omshub setting (omshub/settings.py)",
     ]
 
 
