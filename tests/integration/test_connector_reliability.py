@@ -301,3 +301,42 @@ def test_reconnects_when_the_database_goes_away(spare_mariadb_factory, start_con
     assert running.connector.metrics.reconnects_total >= 1
     apps = [e.row["application_no"] for e in r.changes()]
     assert apps.count("A1") >= 1 and apps.count("A2") == 1
+
+
+def test_resnapshot_bad_arguments_change_nothing(scratch_db, tmp_path):
+    from click.testing import CliRunner
+
+    from omshub.cli import main
+
+    doc = connector_document(scratch_db.database)
+    config_path = tmp_path / "c.json"
+    config_path.write_bytes(orjson.dumps(doc))
+    env = {
+        "OMSHUB_MYSQL_URL": f"mysql://{scratch_db.user}:{scratch_db.password}@{scratch_db.host}:"
+        f"{scratch_db.port}/{scratch_db.database}",
+    }
+    signal_table = doc["config"]["signal.data.collection"]
+
+    def run(*args: str):
+        return CliRunner().invoke(
+            main, ["resnapshot", *args, "--config", str(config_path)], env=env
+        )
+
+    def signals() -> int:
+        return int(sql(scratch_db, f"SELECT COUNT(*) FROM {signal_table}")[0][0])
+
+    before = signals()
+    not_captured = run("no_such_table", "--yes")
+    assert not_captured.exit_code == 2
+    assert "is not captured by connector" in not_captured.output
+    assert "table.include.list" in not_captured.output
+
+    bad_where = run("oms_order", "--where", "no_such_column > 1", "--yes")
+    assert bad_where.exit_code == 2
+    assert "is not a valid condition" in bad_where.output
+    assert "no_such_column" in bad_where.output
+
+    dry = run("oms_order", "--dry-run")
+    assert dry.exit_code == 0, dry.output
+    assert "0 rows match" in dry.output and "dry run" in dry.output
+    assert signals() == before, "a refused or dry-run resnapshot wrote a signal"

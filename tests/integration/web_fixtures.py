@@ -82,8 +82,10 @@ def web(pipeline: Pipeline) -> Iterator[Web]:
     proc.wait(15)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture
 def browser() -> Iterator[Any]:
+    """Per test, not per session: Playwright's sync API keeps an event loop running in this
+    thread while it is open, and every asyncio test after it would find that loop."""
     from playwright.sync_api import sync_playwright
 
     assert os.path.exists(CHROMIUM), "chromium is missing: `make test` installs Debian's chromium"
