@@ -25,6 +25,7 @@ def stack_env(tmp_path):
         "OMSHUB_KAFKA_PORT": "29146",
         "OMSHUB_SANDBOX_PORT": "28146",
         "OMSHUB_WORKER_PORT": "26146",
+        "OMSHUB_WEB_PORT": "28188",
     }
     env.pop("OMSHUB_MYSQL_URL", None)
     env.pop("OMSHUB_KAFKA_BOOTSTRAP_SERVERS", None)
@@ -63,6 +64,7 @@ def test_up_status_down(stack_env):
         "sandbox": "running",
         "worker": "running",
         "worker-2": "running",
+        "web": "running",
     }
     pids = {name: c["pid"] for name, c in data["components"].items()}
     wait_until(
