@@ -349,9 +349,25 @@ def connector_list(ctx: click.Context, as_json: bool) -> None:
 def connector_status(ctx: click.Context, name: str | None, as_json: bool) -> None:
     """Show a connector's state (REST) and, for the embedded one, its position, lag and counters."""
     from connectors.binlog.status import read_status
+    from omshub.errors import SourceUnavailableError
 
     client = _connect_client(ctx)
-    names = client.get("/connectors")
+    try:
+        names = client.get("/connectors")
+    except SourceUnavailableError as exc:
+        # without the web server, the embedded connector's own status file still tells a lot
+        detail = read_status(_connector_paths(_settings(ctx))[1])
+        if detail is None or (name is not None and detail.get("name") != name):
+            raise
+        err_console.print(f"[yellow]{exc}[/]; showing the embedded connector's status file")
+        if as_json:
+            click.echo(json.dumps({"detail": detail}, indent=2))
+            return
+        table = Table("field", "value", title=f"connector {detail.get('name')} (status file)")
+        for key, value in detail.items():
+            table.add_row(key, str(value))
+        console.print(table)
+        return
     if name is None:
         if not names:
             fail("no connectors configured", code=1)

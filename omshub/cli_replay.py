@@ -235,6 +235,7 @@ def _redrive(db: Database, rows: Sequence[PushRow], *, dry_run: bool, yes: bool)
             # a CANCELLED row only when it was asked for (--status CANCELLED), not one that
             # was cancelled since it was selected
             include_cancelled=any(r.status == "CANCELLED" for r in rows),
+            expected={r.id: str(r.status) for r in rows},
             on_batch=lambda n: progress.advance(task, n),
         )
     console.print(
@@ -246,6 +247,11 @@ def _redrive(db: Database, rows: Sequence[PushRow], *, dry_run: bool, yes: bool)
         console.print(
             f"[yellow]{len(result.skipped_cancelled)} rows were cancelled meanwhile and were left "
             "alone:[/] " + ", ".join(map(str, result.skipped_cancelled[:20]))
+        )
+    if result.changed_meanwhile:
+        console.print(
+            f"[yellow]{len(result.changed_meanwhile)} rows changed status since they were "
+            "selected and were left alone:[/] " + ", ".join(map(str, result.changed_meanwhile[:20]))
         )
     if result.missing:
         console.print(

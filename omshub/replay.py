@@ -293,6 +293,8 @@ class RedriveResult:
     bounced: int = 0  # rows that were PENDING and went through RETRY to enter PENDING again
     missing: list[int] = field(default_factory=list)  # deleted since they were selected
     skipped_cancelled: list[int] = field(default_factory=list)
+    #: rows whose status is no longer the one they were selected (and confirmed) with
+    changed_meanwhile: list[int] = field(default_factory=list)
 
 
 def redrive(
@@ -301,11 +303,15 @@ def redrive(
     *,
     batch_size: int = DEFAULT_BATCH,
     include_cancelled: bool = False,
+    expected: Mapping[int, str] | None = None,
     on_batch: Callable[[int], None] | None = None,
 ) -> RedriveResult:
     """Make each row enter PENDING again (keeping its idempotency key); one transaction per batch.
 
-    ``on_batch`` is called with the number of ids handled after each committed batch.
+    ``expected`` maps ids to the status each row had when it was selected and shown: a row whose
+    status changed since (finished DONE meanwhile, re-driven by someone else, cancelled) is left
+    alone, so the operator's confirmation covers exactly what is changed. ``on_batch`` is called
+    with the number of ids handled after each committed batch.
     """
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
@@ -322,6 +328,14 @@ def redrive(
                 )
                 current = {int(r[0]): str(r[1]) for r in cur.fetchall()}
                 result.missing.extend(i for i in batch if i not in current)
+                moved = sorted(
+                    i
+                    for i, s in current.items()
+                    if expected is not None and expected.get(i, s) != s
+                )
+                result.changed_meanwhile.extend(moved)
+                for i in moved:
+                    del current[i]
                 cancelled = [
                     i
                     for i, s in current.items()

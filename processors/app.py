@@ -364,10 +364,14 @@ def create_app(settings: Settings) -> faust.App:
                 except Exception as exc:
                     counters["writeback_errors"] += 1
                     log.exception(
-                        "outcome not written", extra={"push_id": task.id, "error": str(exc)}
+                        "outcome not written; the sweeper re-drives the row",
+                        extra={"push_id": task.id, "error": str(exc)},
                     )
                     return
-                in_flight.discard(task.id)
+                finally:
+                    # the row is the truth: once this worker gives up on it (written or not),
+                    # the sweeper may pick it up again if it is still PENDING/RETRY
+                    in_flight.discard(task.id)
                 counters[status_keys[outcome.status]] += 1
                 figures.record(task.push_type, name, outcome.status, outcome.latency_ms)
                 if changed and outcome.status is PushStatus.DONE:

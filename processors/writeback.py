@@ -168,7 +168,13 @@ class WriteBack:
             while self._queue:
                 batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
                 last_batch = len(batch)
-                await self._flush(batch)
+                try:
+                    await self._flush(batch)
+                except Exception as exc:
+                    log.exception("write-back batch failed", extra={"rows": len(batch)})
+                    for pending in batch:
+                        if not pending.future.done():
+                            pending.future.set_exception(exc)
 
     async def _flush(self, batch: list[_Pending]) -> None:
         loop = asyncio.get_running_loop()
@@ -193,10 +199,18 @@ class WriteBack:
         if self._send_dlq is not None:
             for pending, row_changed in zip(batch, changed, strict=True):
                 if row_changed and pending.outcome.status is PushStatus.FAILED:
-                    await self._send_dlq(
-                        pending.task.order_no.encode(), dlq_record(pending.task, pending.outcome)
-                    )
-                    self.stats.dlq_records += 1
+                    try:
+                        await self._send_dlq(
+                            pending.task.order_no.encode(),
+                            dlq_record(pending.task, pending.outcome),
+                        )
+                        self.stats.dlq_records += 1
+                    except Exception as exc:  # noqa: BLE001 - the FAILED row stays the record
+                        self.stats.errors += 1
+                        log.error(
+                            "DLQ record not sent; the FAILED row keeps the error",
+                            extra={"push_id": pending.task.id, "error": str(exc)},
+                        )
 
     def _write(self, batch: list[_Pending]) -> list[bool]:
         """Runs in the write-back thread: one transaction per batch."""

@@ -225,8 +225,11 @@ class _Parser:
             self._state = _DONE
             self.keep_alive = self.keep_alive and status != 101
         elif encoding is not None:
-            if encoding.lower().rsplit(",", 1)[-1].strip() != "chunked":
+            # only plain chunked: a coding under it (gzip, chunked) would hand back gzip bytes
+            if encoding.lower().strip() != "chunked":
                 raise MalformedAnswer(f"unsupported transfer-encoding {encoding!r}")
+            if length is not None:  # RFC 9112 6.3: both is a smuggling sign; never reuse it
+                self.keep_alive = False
             self._state = _CHUNK_SIZE
         elif length is not None:
             if not length.isdigit():
@@ -458,7 +461,7 @@ class HttpSession:
                 parser = await connection.send(request)
             except aiohttp.ServerDisconnectedError:
                 self._busy.discard(connection)
-                if fresh:
+                if fresh or self.closed:
                     raise
                 continue  # the server had closed the idle connection: once more on a new one
             except BaseException:

@@ -50,8 +50,10 @@ class ConfluentProbe:
         for future in futures.values():
             try:
                 result = future.result()
-            except KafkaException:
-                return {}
+            except KafkaException as exc:
+                if "GROUP_ID_NOT_FOUND" in str(exc):
+                    return {}  # a group that never committed: nothing to compare against
+                raise  # a broker hiccup must not read as "nothing committed" (false lag)
             for tp in result.topic_partitions or []:
                 if tp.error is None and tp.offset >= 0:
                     out[(tp.topic, tp.partition)] = tp.offset

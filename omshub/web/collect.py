@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
@@ -24,6 +23,7 @@ from typing import Any, Protocol
 import orjson
 
 from connectors.binlog.control import control_path, read_control
+from omshub import procs
 from omshub.fileio import read_json
 from omshub.settings import Settings
 
@@ -54,15 +54,8 @@ class KafkaProbe(Protocol):
 
 
 def pid_alive(pid: Any) -> bool:
-    if not isinstance(pid, int) or pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
+    """omshub.procs.pid_alive for a value read from a status file (zombies count as dead)."""
+    return isinstance(pid, int) and procs.pid_alive(pid)
 
 
 def _fresh(data: dict[str, Any], now: float) -> bool:
@@ -417,7 +410,7 @@ class History:
         lag = snap.get("lag") or []
         row: list[float | None] = [
             round(snap["ts"], 3),
-            sum(c["events_per_s"] or 0 for c in snap["connectors"]),
+            sum(c.get("events_per_s") or 0 for c in snap["connectors"]),
             sum(w["done_per_s"] for w in snap["workers"]),
             sum(r["lag"] for r in lag),
             max((r["lag_s"] for r in lag), default=0.0),

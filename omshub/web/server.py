@@ -68,8 +68,8 @@ class Sampler:
     async def sample(self) -> dict[str, Any]:
         loop = asyncio.get_running_loop()
         snap = await loop.run_in_executor(self._executor, self.collector.snapshot)
-        self.history.add(snap)
         self.latest = snap
+        self.history.add(snap)
         return snap
 
     def poke(self) -> None:

@@ -393,6 +393,17 @@ def test_redrive_skips_cancelled_rows_unless_asked() -> None:
     assert db.rows[1]["status"] == "CANCELLED"
 
 
+def test_redrive_leaves_rows_that_changed_since_they_were_selected() -> None:
+    # selected (and confirmed) as FAILED; one finished DONE and one was cancelled meanwhile
+    db = FakeDb([push(1, "DONE"), push(2, "CANCELLED"), push(3, "FAILED")])
+    expected = {1: "FAILED", 2: "FAILED", 3: "FAILED"}
+    result = redrive(db, [1, 2, 3], include_cancelled=True, expected=expected)
+    assert result.changed_meanwhile == [1, 2]
+    assert result.redriven == 1
+    assert db.rows[1]["status"] == "DONE" and db.rows[2]["status"] == "CANCELLED"
+    assert db.rows[3]["status"] == "PENDING"
+
+
 def test_redrive_works_in_batches_with_progress() -> None:
     db = FakeDb([push(i) for i in range(1, 1201)])
     steps: list[int] = []

@@ -72,3 +72,22 @@ async def test_under_sustained_load_it_lingers_to_batch() -> None:
     assert len(wb.batches) < 40, wb.batches
     assert max(wb.batches) >= 20, wb.batches
     await wb.stop()
+
+
+class FailingOnceWriteBack(RecordingWriteBack):
+    async def _flush(self, batch: list[_Pending]) -> None:
+        if not self.batches:
+            self.batches.append(-1)
+            raise RuntimeError("unexpected writer error")
+        await super()._flush(batch)
+
+
+async def test_the_writer_outlives_a_bad_batch() -> None:
+    wb = FailingOnceWriteBack(flush_ms=0)
+    try:
+        await wb.submit(task(1), DONE)
+        raise AssertionError("the first submit should have failed")
+    except RuntimeError as exc:
+        assert "unexpected writer error" in str(exc)
+    assert await asyncio.wait_for(wb.submit(task(2), DONE), 2) is True  # not stuck
+    await wb.stop()

@@ -18,7 +18,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from omshub.settings import Settings
-from omshub.web.collect import Collector, connect_connectors
+from omshub.web.collect import Collector, History, connect_connectors
 from omshub.web.server import build_app
 from tests.unit.web.fakes import FakeDb, FakeKafka
 
@@ -163,3 +163,7 @@ def test_unreachable_connect_shows_as_such() -> None:
     views = connect_connectors("http://127.0.0.1:9")
     assert views[0]["state"] == "UNASSIGNED"
     assert views[0]["detail"] == "Kafka Connect unreachable"
+    # the plots' history still takes the sample (the page keeps refreshing while Connect is down)
+    history = History(60, 1)
+    row = history.add({"ts": 1.0, "connectors": views, "workers": [], "pushes": {}, "lag": []})
+    assert row[1] == 0
