@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit integration bench up down status clean system-deps jvm-deps browser-deps venv fmt
+.PHONY: demo test lint unit integration bench soak up down status clean system-deps jvm-deps browser-deps venv fmt
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "python3.11 is required (apt-get install python3.11 python3.11-venv)"; exit 1; }
@@ -71,6 +71,10 @@ bench: venv system-deps jvm-deps
 	$(BIN)/python bench/connector.py
 	$(BIN)/python bench/pushes.py
 	$(BIN)/python bench/reverse.py
+
+# 10 minutes at 300 pushes/s against the running stack (started when it is not).
+soak: venv system-deps jvm-deps
+	$(BIN)/python bench/soak.py
 
 up: venv system-deps jvm-deps
 	$(BIN)/omshub up

@@ -168,14 +168,20 @@ def up(ctx: click.Context, workers: int | None, cdc: str | None) -> None:
 
 
 @main.command()
+@click.option(
+    "--classpath", is_flag=True, help="Print only the Kafka classpath (for Kafka's own tools)."
+)
 @click.pass_context
-def jars(ctx: click.Context) -> None:
+def jars(ctx: click.Context, classpath: bool) -> None:
     """Resolve the Kafka, Connect and Debezium jars (once; later runs only check the cache)."""
     from omshub import jvm
 
     settings = _settings(ctx)
     jvm.find_java(settings.java_home)
     cache_root = settings.jars_cache.expanduser().resolve()
+    if classpath:
+        click.echo(jvm.jars(settings).kafka_classpath)
+        return
 
     def announce(entry: Path) -> None:
         console.print(f"resolving the JVM jars with Maven into {entry} (once) ...")

@@ -27,7 +27,8 @@ the seeded RNG, only when a rate is set), duplicate replay, fresh accept.
 
 Admin
     ``POST/GET/DELETE /_admin/faults``, ``GET /_admin/stats``, ``GET /_admin/requests?key=&
-    system=&limit=``, ``GET /_admin/keys?system=``, ``POST /_admin/reset``, ``GET /healthz``.
+    system=&limit=``, ``GET /_admin/keys?system=``, ``POST /_admin/reset``, ``POST /_admin/drain``,
+    ``GET /healthz``.
 
 Stats count, per system: ``received`` (every request on its paths), ``accepted`` (fresh
 accepts), ``duplicates`` (replayed first answers), ``unique_keys`` (distinct accepted keys) and
@@ -232,6 +233,18 @@ class Sandbox:
     def reset(self) -> None:
         """Forget records, first answers and stats; faults stay as they are."""
         self._clear_state()
+
+    def drain(self) -> list[dict[str, Any]]:
+        """Hand over and forget every record so far, with the first answers of their keys.
+
+        For long runs (bench/soak.py): the sandbox's memory stays flat and nothing is lost,
+        because handing over and forgetting happen in one step of the event loop. Counters stay.
+        """
+        records, self.records, self._by_key = self.records, [], {}
+        for record in records:
+            if record.key is not None:
+                self.first_answers.pop((record.path, record.key), None)
+        return [r.as_dict() for r in records]
 
     # -- faults -------------------------------------------------------------------------------
 
@@ -581,6 +594,10 @@ async def _get_keys(request: web.Request) -> web.Response:
         return _bad_request(str(exc))
 
 
+async def _post_drain(request: web.Request) -> web.Response:
+    return _json_response(request.app[SANDBOX_KEY].drain())
+
+
 async def _post_reset(request: web.Request) -> web.Response:
     request.app[SANDBOX_KEY].reset()
     return _json_response({"ok": True})
@@ -613,6 +630,7 @@ def build_app(sandbox: Sandbox | None = None) -> web.Application:
     router.add_get("/_admin/requests", _get_requests, allow_head=False)
     router.add_get("/_admin/keys", _get_keys, allow_head=False)
     router.add_post("/_admin/reset", _post_reset)
+    router.add_post("/_admin/drain", _post_drain)
     router.add_get("/healthz", _healthz)
     router.add_route("*", "/{tail:.*}", _not_found)
     return app
@@ -784,6 +802,10 @@ class SandboxClient:
 
     def keys(self, system: str) -> set[str]:
         return set(self._call("GET", "/_admin/keys", {"system": system}))
+
+    def drain(self) -> list[dict[str, Any]]:
+        result: list[dict[str, Any]] = self._call("POST", "/_admin/drain")
+        return result
 
     def requests(
         self, key: str | None = None, system: str | None = None, limit: int | None = None

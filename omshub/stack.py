@@ -550,6 +550,7 @@ def _kafka_prepare(settings: Settings, paths: KafkaPaths, log_file: Path) -> Non
         argv, capture_output=True, stdin=subprocess.DEVNULL, timeout=120, check=False
     )
     output = (result.stdout + result.stderr).decode(errors="replace")
+    log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("a", encoding="utf-8") as log:
         log.write(f"\n--- omshub: {_now()} formatting {paths.data}\n{output}")
     if result.returncode != 0:

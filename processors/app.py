@@ -671,6 +671,27 @@ def _decode_confluent(message: Any) -> Record:
     )
 
 
+def declare_topics(app: faust.App, settings: Settings) -> None:
+    """Create every topic the agents read before the consumer subscribes.
+
+    Kafka's consumer skips a subscribed topic that does not exist yet and only looks again at
+    its next metadata refresh (minutes), so a worker started before the connector has written
+    anything would sit idle. Change topics get the partitions the connector declares
+    (``topic.creation.default.partitions``), so whichever side creates them agrees; the hub's
+    own topics get the app's ``topic_partitions``.
+    """
+    change_prefix = load_config(settings.connector_config).topic_prefix + "."
+    change_partitions = load_config(settings.connector_config).topic_partitions
+    names: set[str] = set()
+    for agent in app.agents.values():
+        names.update(getattr(agent.channel, "topics", ()))
+    admin = TopicAdmin(settings.bootstrap_servers)
+    change = sorted(n for n in names if n.startswith(change_prefix))
+    own = sorted(names - set(change))
+    admin.ensure(change, partitions=change_partitions)
+    admin.ensure(own, partitions=app.conf.topic_partitions)
+
+
 def run_worker(settings: Settings) -> None:
     """Run the app in this process until SIGTERM/SIGINT (what `omshub worker` does).
 
@@ -682,6 +703,7 @@ def run_worker(settings: Settings) -> None:
     asyncio.set_event_loop_policy(uvloop.EventLoopPolicy())
     asyncio.set_event_loop(asyncio.new_event_loop())
     app = create_app(settings)
+    declare_topics(app, settings)
     worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
     worker.execute_from_commandline()
 

@@ -1,4 +1,4 @@
-"""`omshub up | status | down` for real: MariaDB, Tansu and the connector as processes."""
+"""`omshub up | status | down` for real: MariaDB, Kafka and the connector as processes."""
 
 from __future__ import annotations
 
@@ -59,7 +59,7 @@ def test_up_status_down(stack_env):
     states = {name: c["state"] for name, c in data["components"].items()}
     assert states == {
         "mariadb": "running",
-        "tansu": "running",
+        "kafka": "running",
         "connector": "running",
         "sandbox": "running",
         "worker": "running",

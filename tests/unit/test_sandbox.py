@@ -358,6 +358,28 @@ async def test_reset_clears_records_and_stats_not_faults(client: Client) -> None
     assert (await push(client, FMS, key="r1"))[0] == 503
 
 
+async def test_drain_hands_over_each_record_once_and_keeps_counters(client: Client) -> None:
+    await push(client, key="d1")
+    await push(client, key="d1")  # duplicate of d1
+    await push(client, key="d2")
+    async with client.post("/_admin/drain") as resp:
+        assert resp.status == 200
+        drained = await resp.json()
+    assert [(r["key"], r["outcome"]) for r in drained] == [
+        ("d1", "accepted"),
+        ("d1", "duplicate"),
+        ("d2", "accepted"),
+    ]
+    assert all(r["received_at_ms"] > 0 for r in drained)
+    async with client.post("/_admin/drain") as resp:
+        assert await resp.json() == []  # handed over once
+    assert await get_json(client, "/_admin/requests") == []
+    assert (await get_json(client, "/_admin/stats"))["total"]["received"] == 3
+    # Drained keys are forgotten with their first answers: memory stays flat on long runs.
+    assert (await push(client, key="d1"))[0] == 200
+    assert (await get_json(client, "/_admin/stats"))["total"]["duplicates"] == 1
+
+
 async def test_keys_endpoint(client: Client) -> None:
     await push(client, WMS, key="w1")
     await push(client, PUSH_TYPES[PushType.WMS_REJECTION].path, key="w2")

@@ -23,7 +23,7 @@ from omshub.stack import (
     CONNECTOR,
     MARIADB,
     SANDBOX,
-    TANSU,
+    KAFKA,
     WEB,
     WORKER,
     ComponentSpec,
@@ -152,19 +152,19 @@ def test_status_with_external_services_masks_the_password(tmp_path: Path) -> Non
     assert data["bootstrap_servers"] == "k:9092"
     assert data["home"] == str(tmp_path.resolve())
     assert data["components"][MARIADB]["state"] == "external"
-    assert data["components"][TANSU]["state"] == "external"
+    assert data["components"][KAFKA]["state"] == "external"
     assert data["components"][MARIADB]["address"] == "mysql://u:***@db:3306/oms"
-    assert data["components"][TANSU]["address"] == "k:9092"
+    assert data["components"][KAFKA]["address"] == "k:9092"
     assert ":p@" not in str(data)
 
 
 def test_default_components_follow_settings(tmp_path: Path) -> None:
     names = [spec.name for spec in default_components(_embedded(tmp_path))]
-    assert names == [MARIADB, TANSU, CONNECTOR, SANDBOX, WORKER, f"{WORKER}-2", WEB]
+    assert names == [MARIADB, KAFKA, CONNECTOR, SANDBOX, WORKER, f"{WORKER}-2", WEB]
     only_services = _embedded(
         tmp_path, start_connector=False, start_sandbox=False, start_worker=False, start_web=False
     )
-    assert [spec.name for spec in default_components(only_services)] == [MARIADB, TANSU]
+    assert [spec.name for spec in default_components(only_services)] == [MARIADB, KAFKA]
 
 
 def test_status_of_a_fresh_home_is_stopped(tmp_path: Path) -> None:
@@ -177,13 +177,13 @@ def test_status_of_a_fresh_home_is_stopped(tmp_path: Path) -> None:
 def test_status_reports_stale_pid_files(tmp_path: Path, sleeper: subprocess.Popen[bytes]) -> None:
     stack = LocalStack(_embedded(tmp_path, start_connector=False))
     procs.write_pid(tmp_path / "run" / "mariadb.pid", _dead_pid())
-    procs.write_pid(tmp_path / "run" / "tansu.pid", sleeper.pid)  # alive, but not tansu
+    procs.write_pid(tmp_path / "run" / "kafka.pid", sleeper.pid)  # alive, but not kafka
     status = stack.status()
     assert status.components[MARIADB].state == "stale"
     assert "not running" in (status.components[MARIADB].detail or "")
-    assert status.components[TANSU].state == "stale"
-    assert "different program" in (status.components[TANSU].detail or "")
-    assert (tmp_path / "run" / "tansu.pid").exists()  # status changes nothing
+    assert status.components[KAFKA].state == "stale"
+    assert "different program" in (status.components[KAFKA].detail or "")
+    assert (tmp_path / "run" / "kafka.pid").exists()  # status changes nothing
 
 
 def test_status_running_and_unhealthy(tmp_path: Path, sleeper: subprocess.Popen[bytes]) -> None:
@@ -296,13 +296,13 @@ def test_down_without_pid_files_is_harmless(tmp_path: Path) -> None:
 
 def test_down_never_signals_a_reused_pid(tmp_path: Path, sleeper: subprocess.Popen[bytes]) -> None:
     settings = _embedded(tmp_path, start_connector=False)
-    procs.write_pid(tmp_path / "run" / "tansu.pid", sleeper.pid)
+    procs.write_pid(tmp_path / "run" / "kafka.pid", sleeper.pid)
     procs.write_pid(tmp_path / "run" / "mariadb.pid", _dead_pid())
     events: list[StackEvent] = []
     assert LocalStack(settings).down(on_progress=events.append) == []
     assert sleeper.poll() is None
     assert [e.action for e in events] == ["stale", "stale"]
-    assert not (tmp_path / "run" / "tansu.pid").exists()
+    assert not (tmp_path / "run" / "kafka.pid").exists()
     assert not (tmp_path / "run" / "mariadb.pid").exists()
 
 
