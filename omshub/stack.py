@@ -810,7 +810,19 @@ def default_components(settings: Settings) -> list[ComponentSpec]:
     """The stack ``omshub up`` starts, in start order (``down`` stops in reverse)."""
     specs = [mariadb_component(settings), kafka_component(settings)]
     if settings.start_connector:
-        specs.append(connector_component(settings))
+        # imported here: omshub.stack_connect builds on this module's ComponentSpec
+        from omshub import stack_connect
+
+        embedded_started = (settings.home.resolve() / "run" / f"{CONNECTOR}.pid").exists()
+        connect_started = stack_connect.connect_started(settings)
+        if settings.cdc == "embedded" and connect_started and not embedded_started:
+            # a stack started with --cdc debezium, seen by a command run without it (down,
+            # status, demo): it runs Debezium, and so do the parts built after this point
+            settings = settings.model_copy(update={"cdc": "debezium"})
+        if settings.cdc == "embedded" or embedded_started:
+            specs.append(connector_component(settings))
+        if settings.cdc == "debezium" or connect_started:
+            specs.append(stack_connect.connect_component(settings))
     if settings.start_sandbox:
         specs.append(sandbox_component(settings))
     if settings.start_worker:

@@ -96,6 +96,9 @@ class Collector:
         self._rate = _Rate()
         self._dlq_cache: tuple[int, list[dict[str, Any]]] = (-1, [])
         self._known_partitions: set[tuple[str, int]] = set()
+        from omshub.stack_connect import metrics_url
+
+        self._metrics_url = metrics_url(settings)
 
     # -- connectors ------------------------------------------------------------------------
 
@@ -103,8 +106,15 @@ class Collector:
         return sorted(self.run_dir.glob("connector*.status.json"))
 
     def connectors(self, now: float) -> list[dict[str, Any]]:
-        if self.settings.connect_url:
-            return connect_connectors(self.settings.connect_url)
+        connect_url = self.settings.connect_rest_url
+        if connect_url:
+            views = connect_connectors(connect_url, self._metrics_url)
+            for view in views:
+                total = view.get("events_total")
+                if isinstance(total, int):
+                    rate = self._rate(f"connector:{view['name']}", now, total)
+                    view["events_per_s"] = rate if view["alive"] else 0.0
+            return views
         out = []
         for path in self.connector_status_files():
             data = read_json(path)
@@ -319,16 +329,19 @@ def connector_view(data: dict[str, Any], path: Path, now: float) -> dict[str, An
     }
 
 
-def connect_connectors(url: str) -> list[dict[str, Any]]:
+def connect_connectors(url: str, metrics_url: str | None = None) -> list[dict[str, Any]]:
     """Connectors of a Kafka Connect cluster (Debezium) from its REST API.
 
-    Connect's REST has states and traces only; position and lag live in its JMX metrics, so those
-    fields stay empty here (Prometheus can scrape Connect's JMX exporter for them).
+    Connect's REST has states and traces only; position, lag and counters live in Debezium's
+    JMX metrics. With ``metrics_url`` (the local worker's JMX exporter) they are read from there
+    and matched to each connector by its ``topic.prefix``, the ``server`` of Debezium's MBeans;
+    without it those fields stay empty (compose: Prometheus scrapes Connect itself).
     """
     import urllib.request
 
+    expand = "?expand=status&expand=info" if metrics_url else "?expand=status"
     request = urllib.request.Request(
-        f"{url.rstrip('/')}/connectors?expand=status", headers={"Accept": "application/json"}
+        f"{url.rstrip('/')}/connectors{expand}", headers={"Accept": "application/json"}
     )
     try:
         with urllib.request.urlopen(request, timeout=3) as answer:
@@ -343,6 +356,13 @@ def connect_connectors(url: str) -> list[dict[str, Any]]:
                 "last_error": str(exc),
             }
         ]
+    metrics: dict[str, dict[str, Any]] = {}
+    metrics_error: str | None = None
+    if metrics_url:
+        try:
+            metrics = debezium_metrics(metrics_url)
+        except (OSError, ValueError) as exc:
+            metrics_error = f"Debezium metrics unavailable at {metrics_url}: {exc}"
     out = []
     for name, entry in sorted(data.items()):
         status = entry.get("status") or {}
@@ -365,7 +385,85 @@ def connect_connectors(url: str) -> list[dict[str, Any]]:
                 "ms_behind_source": None,
             }
         )
+        if metrics_url:
+            config = (entry.get("info") or {}).get("config") or {}
+            figures = metrics.get(str(config.get("topic.prefix")))
+            if figures is not None:
+                out[-1].update(debezium_view(figures))
+            elif metrics_error is not None:
+                out[-1]["metrics_error"] = metrics_error
     return out
+
+
+def debezium_metrics(url: str, timeout: float = 3.0) -> dict[str, dict[str, Any]]:
+    """Debezium's figures per ``server`` (topic prefix) from a JMX exporter page.
+
+    Names as ``omshub.stack_connect.jmx_exporter_config`` writes them, without the
+    ``debezium_`` prefix (``streaming_binlog_position``, ``snapshot_snapshot_running``...);
+    string attributes come as labels: ``binlog_file``, ``gtid_set``. Per-table series
+    (rows scanned) are left out: the dashboard shows connectors, not tables.
+    """
+    import urllib.request
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url, timeout=timeout) as answer:
+        text = answer.read().decode("utf-8", errors="replace")
+    out: dict[str, dict[str, Any]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            server = sample.labels.get("server")
+            if not sample.name.startswith("debezium_") or not server or "table" in sample.labels:
+                continue
+            figures = out.setdefault(server, {"plugin": sample.labels.get("plugin")})
+            key = sample.name.removeprefix("debezium_")
+            if key == "streaming_binlog_file":
+                figures["binlog_file"] = sample.labels.get("file")
+            elif key == "streaming_gtid_set":
+                figures["gtid_set"] = sample.labels.get("gtid_set")
+            else:
+                figures[key] = sample.value
+    return out
+
+
+def debezium_view(figures: dict[str, Any]) -> dict[str, Any]:
+    """The dashboard's connector fields from Debezium's metrics (see :func:`debezium_metrics`).
+
+    ``MilliSecondsBehindSource`` is -1 before the first event; shown as unknown then. Events are
+    the row changes streamed (creates, updates, deletes), what the embedded connector counts;
+    Debezium's ``TotalNumberOfEventsSeen`` also counts every other binlog event (transaction
+    boundaries, table maps), about three times as many on the demo.
+    """
+
+    def number(key: str) -> float:
+        value = figures.get(key)
+        return float(value) if isinstance(value, int | float) else 0.0
+
+    behind = figures.get("streaming_milli_seconds_behind_source")
+    snapshot_running = number("snapshot_snapshot_running") > 0
+    connected = number("streaming_connected") > 0
+    position = figures.get("streaming_binlog_position")
+    return {
+        "phase": "snapshot" if snapshot_running else "streaming" if connected else "connecting",
+        "connected": connected,
+        "binlog_file": figures.get("binlog_file"),
+        "binlog_pos": int(position) if isinstance(position, int | float) else None,
+        "gtid_set": figures.get("gtid_set"),
+        "ms_behind_source": (
+            int(behind) if isinstance(behind, int | float) and behind >= 0 else None
+        ),
+        "events_total": int(
+            sum(
+                number(f"streaming_total_number_of_{op}_events_seen")
+                for op in ("create", "update", "delete")
+            )
+        ),
+        "errors_total": int(
+            number("streaming_number_of_erroneous_events")
+            + number("snapshot_number_of_erroneous_events")
+        ),
+        "reconnects_total": int(number("streaming_number_of_disconnects")),
+    }
 
 
 def connect_state(own: str, alive: bool) -> str:

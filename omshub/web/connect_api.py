@@ -116,9 +116,9 @@ class ConnectApi:
     def add_routes(self, app: web.Application) -> None:
         r = app.router
         r.add_get("/", self.root)
-        if self.settings.connect_url:
-            # scaled out: Debezium on Kafka Connect owns the connectors; same paths, proxied,
-            # so the dashboard, the CLI and the token check work the same in both set-ups
+        if self.settings.connect_rest_url:
+            # Debezium on Kafka Connect owns the connectors (compose, or `up --cdc debezium`):
+            # same paths, proxied, so the dashboard, the CLI and the token check work the same
             for method in ("GET", "POST", "PUT", "DELETE"):
                 handler = self.proxy if method == "GET" else self.guard(self.proxy)
                 r.add_route(method, "/connectors", handler)
@@ -293,8 +293,9 @@ class ConnectApi:
     async def proxy(self, request: web.Request) -> web.Response:
         import aiohttp
 
-        assert self.settings.connect_url is not None
-        url = self.settings.connect_url.rstrip("/") + request.rel_url.path_qs
+        base = self.settings.connect_rest_url
+        assert base is not None
+        url = base.rstrip("/") + request.rel_url.path_qs
         body = await request.read()
         try:
             async with (
@@ -313,9 +314,7 @@ class ConnectApi:
                     content_type=answer.content_type or "application/json",
                 )
         except (aiohttp.ClientError, TimeoutError) as exc:
-            return error(
-                502, f"Kafka Connect at {self.settings.connect_url} did not answer ({exc})"
-            )
+            return error(502, f"Kafka Connect at {base} did not answer ({exc})")
 
     async def not_supported(self, request: web.Request) -> web.Response:
         return error(

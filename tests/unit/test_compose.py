@@ -279,7 +279,7 @@ def test_compose_validates_against_the_compose_spec(compose: dict[str, Any]) -> 
 
 def test_services_of_the_deployment(services: dict[str, Any]) -> None:
     assert {
-        "mysql",
+        "mariadb",
         "kafka-1",
         "kafka-2",
         "kafka-3",
@@ -302,7 +302,7 @@ def test_dependencies_exist_and_are_checked(compose: dict[str, Any]) -> None:
 
 
 def test_start_order(services: dict[str, Any]) -> None:
-    assert depends_on(services["db-migrate"]) == {"mysql": "service_healthy"}
+    assert depends_on(services["db-migrate"]) == {"mariadb": "service_healthy"}
     assert depends_on(services["connect"])["kafka-init"] == "service_completed_successfully"
     assert depends_on(services["register-connector"]) == {
         "connect": "service_healthy",
@@ -373,26 +373,27 @@ def test_no_secret_is_written_into_the_compose_file(services: dict[str, Any]) ->
     assert web_token and web_token.startswith("${OMSHUB_WEB_TOKEN:?")
 
 
-def test_mysql_url_points_at_the_mysql_service(services: dict[str, Any]) -> None:
-    mysql_env = environment(services["mysql"])
+def test_mysql_url_points_at_the_mariadb_service(services: dict[str, Any]) -> None:
+    db_env = environment(services["mariadb"])
     for name in ("worker", "web", "db-migrate", "kafka-init"):
         params = service_settings(services[name]).mysql()
-        assert (params.host, params.port) == ("mysql", 3306), name
-        assert params.database == mysql_env["MYSQL_DATABASE"], name
-        assert params.user == mysql_env["MYSQL_USER"], name
-        assert params.password == interpolate(mysql_env["MYSQL_PASSWORD"]), name
+        assert (params.host, params.port) == ("mariadb", 3306), name
+        assert params.database == db_env["MARIADB_DATABASE"], name
+        assert params.user == db_env["MARIADB_USER"], name
+        assert params.password == interpolate(db_env["MARIADB_PASSWORD"]), name
 
 
-def test_mysql_writes_the_binlog_the_connectors_need(services: dict[str, Any]) -> None:
-    mysql = services["mysql"]
-    assert mysql["image"].startswith("mysql:8.4")
-    flags = set(mysql["command"])
+def test_mariadb_writes_the_binlog_the_connectors_need(services: dict[str, Any]) -> None:
+    mariadb = services["mariadb"]
+    # the local stack's server line (MariaDB 10.11 on Debian 12); 11.4+ would need
+    # binlog_legacy_event_pos=1 for Debezium
+    assert mariadb["image"] == "mariadb:10.11"
+    flags = set(mariadb["command"])
     for flag in (
         "--binlog-format=ROW",
         "--binlog-row-image=FULL",
         "--binlog-row-metadata=FULL",
-        "--gtid-mode=ON",
-        "--enforce-gtid-consistency=ON",
+        "--log-bin-compress=OFF",  # Debezium cannot read compressed binlog events
     ):
         assert flag in flags
     assert any(f.startswith("--server-id=") for f in flags)
@@ -436,7 +437,7 @@ def test_bootstrap_servers_are_the_brokers(
     assert set(history.split(",")) == listeners
 
 
-def test_connector_reaches_mysql_and_its_secret(
+def test_connector_reaches_mariadb_and_its_secret(
     services: dict[str, Any], connector: dict[str, str]
 ) -> None:
     assert connector["database.hostname"] in services
@@ -463,8 +464,8 @@ def compose_config_content(name: str) -> str:
 def test_debezium_user_matches_the_connector(
     services: dict[str, Any], connector: dict[str, str]
 ) -> None:
-    mysql = services["mysql"]
-    init = {c["target"]: c["source"] for c in mysql["configs"]}
+    mariadb = services["mariadb"]
+    init = {c["target"]: c["source"] for c in mariadb["configs"]}
     (source,) = [s for t, s in init.items() if t.startswith("/docker-entrypoint-initdb.d/")]
     sql = compose_config_content(source)
     assert f"'{connector['database.user']}'@'%'" in sql

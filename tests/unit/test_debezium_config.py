@@ -1,9 +1,11 @@
 """connectors/debezium/oms.json against Debezium 3.x and the contract the processors read.
 
-Stands in for registering the file with a real Kafka Connect (no Docker here): every property name
-must be one the Debezium 3.x MySQL connector documents (tests/fixtures/debezium-3-mysql-properties
-.txt, taken from Debezium's documentation), the settings DESIGN §3 fixes must be there, and every
-table topic the Faust processors subscribe to must be one Debezium produces with this file.
+Every property name must be one the Debezium 3.x MariaDB connector documents (tests/fixtures/
+debezium-3-mysql-properties.txt, taken from the documentation partials Debezium's MariaDB and
+MySQL pages share), the settings DESIGN §3 fixes must be there, and every table topic the Faust
+processors subscribe to must be one Debezium produces with this file. The real registration with
+Kafka Connect, and Connect's own validation of the file, are in
+tests/integration/test_debezium_stack.py.
 """
 
 from __future__ import annotations
@@ -183,9 +185,13 @@ def test_wildcard_properties_match_only_their_shape(documented: list[re.Pattern[
 # -- the contract of DESIGN §3 ------------------------------------------------------------------
 
 
-def test_connector_is_debezium_mysql_in_connect_form(document: dict[str, Any]) -> None:
+def test_connector_is_debezium_mariadb_in_connect_form(document: dict[str, Any]) -> None:
+    from omshub.stack_connect import CONNECTOR_CLASS
+
     assert set(document) == {"name", "config"}
-    assert document["config"]["connector.class"] == "io.debezium.connector.mysql.MySqlConnector"
+    # compose and the local stack both run MariaDB (docs/decisions.md "One connector file")
+    assert document["config"]["connector.class"] == CONNECTOR_CLASS
+    assert CONNECTOR_CLASS == "io.debezium.connector.mariadb.MariaDbConnector"
     assert document["config"]["tasks.max"] == "1"
     # Connect's REST takes string values; a number or boolean would be coerced differently
     assert all(isinstance(v, str) for v in document["config"].values())
