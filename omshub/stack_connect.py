@@ -468,14 +468,43 @@ def _failure(status: Any) -> str | None:
     return None
 
 
-def _usable(status: Any) -> bool:
-    """RUNNING with every task RUNNING, or held in PAUSED/STOPPED on request (a healthy worker
-    keeps a paused connector paused; the embedded connector's health check says the same)."""
+def _local_task_states(settings: Settings, name: str) -> dict[str, str]:
+    """Task id -> state of ``name``'s tasks in *this* worker process, from its JMX exporter.
+
+    Connect's REST reads statuses from the status topic, which still holds the previous run's
+    RUNNING for a moment after a restart; the worker's own task metrics exist only once this
+    process has started the task, so they cannot be stale.
+    """
+    from prometheus_client.parser import text_string_to_metric_families
+
+    url = f"http://127.0.0.1:{settings.connect_metrics_port}/metrics"
+    with urllib.request.urlopen(url, timeout=_HTTP_TIMEOUT_S) as answer:
+        text = answer.read().decode("utf-8", errors="replace")
+    states: dict[str, str] = {}
+    for family in text_string_to_metric_families(text):
+        if family.name != "kafka_connect_task_status":
+            continue
+        for sample in family.samples:
+            if sample.labels.get("connector") == name and sample.value == 1:
+                states[sample.labels.get("task", "")] = sample.labels.get("status", "").upper()
+    return states
+
+
+def _usable(status: Any, local: Mapping[str, str]) -> bool:
+    """RUNNING with every task RUNNING in this process, or held in PAUSED/STOPPED on request (a
+    healthy worker keeps a paused connector paused; the embedded connector's check says so too).
+    """
     state = (status.get("connector") or {}).get("state")
     tasks = status.get("tasks") or []
     if state in ("PAUSED", "STOPPED"):
         return True
-    return state == "RUNNING" and bool(tasks) and all(t.get("state") == "RUNNING" for t in tasks)
+    return (
+        state == "RUNNING"
+        and bool(tasks)
+        and all(
+            t.get("state") == "RUNNING" and local.get(str(t.get("id"))) == "RUNNING" for t in tasks
+        )
+    )
 
 
 def _bootstrap(settings: Settings, paths: ConnectPaths, pid_file: Path) -> Callable[[], bool]:
@@ -528,7 +557,10 @@ def _bootstrap(settings: Settings, paths: ConnectPaths, pid_file: Path) -> Calla
                 f"{settings.home.resolve() / 'logs' / (CONNECT + '.log')} and "
                 f"GET {base}/connectors/{name}/status. Trace:\n{trace}"
             )
-        return _usable(status)
+        try:
+            return _usable(status, _local_task_states(settings, name))
+        except (OSError, ValueError):
+            return False  # the exporter is not serving yet
 
     return bootstrap
 
@@ -549,10 +581,14 @@ def _healthy(settings: Settings, paths: ConnectPaths) -> Callable[[], bool]:
         trace = _failure(status)
         if trace is not None:
             raise StackError(f"connector {name} FAILED: {trace.splitlines()[0]}")
-        if not _usable(status):
+        local = _local_task_states(settings, name)
+        if not _usable(status, local):
             states = [status.get("connector", {}).get("state")]
             states += [t.get("state") for t in status.get("tasks") or []]
-            raise StackError(f"connector {name} is not running yet (connector, tasks: {states})")
+            raise StackError(
+                f"connector {name} is not running yet (connector, tasks: {states}; tasks "
+                f"started in this worker: {local or 'none'})"
+            )
         return True
 
     return healthy

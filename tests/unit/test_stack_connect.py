@@ -46,6 +46,13 @@ def make_settings(tmp_path: Path, **values: Any) -> Settings:
     return Settings(_env_file=None, home=tmp_path, **values)  # type: ignore[call-arg]
 
 
+def fake_settings(tmp_path: Path, fake: FakeConnect) -> Settings:
+    """Connect's REST and its JMX exporter both answered by ``fake``."""
+    return make_settings(
+        tmp_path, connect_port=fake.port, connect_metrics_port=fake.port, cdc="debezium"
+    )
+
+
 # -- configuration ------------------------------------------------------------------------------
 
 
@@ -207,7 +214,9 @@ class FakeConnect:
                 status, payload = fake.answers.get(
                     (self.command, self.path), (404, {"error_code": 404, "message": "no"})
                 )
-                data = json.dumps(payload).encode()
+                data = (
+                    payload.encode() if isinstance(payload, str) else json.dumps(payload).encode()
+                )
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json")
                 self.send_header("Content-Length", str(len(data)))
@@ -219,6 +228,15 @@ class FakeConnect:
         self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def local_tasks(self, *states: str) -> None:
+        """What this worker's JMX exporter says of its own tasks (one line per task)."""
+        lines = ["# TYPE kafka_connect_task_status gauge"]
+        lines += [
+            f'kafka_connect_task_status{{connector="oms",status="{state}",task="{i}"}} 1.0'
+            for i, state in enumerate(states)
+        ]
+        self.answers[("GET", "/metrics")] = (200, "\n".join(lines) + "\n")
 
     def status(self, connector: str, *tasks: str, trace: str | None = None) -> None:
         part: dict[str, Any] = {"state": connector, "worker_id": "w"}
@@ -243,7 +261,7 @@ def fake_connect() -> Iterator[FakeConnect]:
 def test_bootstrap_registers_once_per_worker_and_waits_for_running(
     tmp_path: Path, fake_connect: FakeConnect
 ) -> None:
-    settings = make_settings(tmp_path, connect_port=fake_connect.port, cdc="debezium")
+    settings = fake_settings(tmp_path, fake_connect)
     pid_file = tmp_path / "run" / "connect.pid"
     procs.write_pid(pid_file, 4242)
     bootstrap = _bootstrap(settings, connect_paths(tmp_path), pid_file)
@@ -253,6 +271,9 @@ def test_bootstrap_registers_once_per_worker_and_waits_for_running(
     fake_connect.status("RUNNING")  # the connector runs, its task not yet
     assert bootstrap() is False
     fake_connect.status("RUNNING", "RUNNING")
+    fake_connect.local_tasks()  # RUNNING in the status topic, from the worker's previous run
+    assert bootstrap() is False
+    fake_connect.local_tasks("running")  # started by this process
     assert bootstrap() is True
     puts = [c for c in fake_connect.calls if c[0] == "PUT"]
     assert len(puts) == 2  # the refused one and the accepted one; none after it
@@ -265,7 +286,7 @@ def test_bootstrap_registers_once_per_worker_and_waits_for_running(
 def test_bootstrap_stops_at_once_on_a_failed_task(
     tmp_path: Path, fake_connect: FakeConnect
 ) -> None:
-    settings = make_settings(tmp_path, connect_port=fake_connect.port, cdc="debezium")
+    settings = fake_settings(tmp_path, fake_connect)
     bootstrap = _bootstrap(settings, connect_paths(tmp_path), tmp_path / "run" / "connect.pid")
     fake_connect.answers[("PUT", "/connectors/oms/config")] = (200, {"name": "oms"})
     fake_connect.status("RUNNING", "FAILED", trace="ConnectException: Access denied\n\tat x")
@@ -277,7 +298,7 @@ def test_bootstrap_stops_at_once_on_a_failed_task(
 
 
 def test_bootstrap_names_a_refused_config(tmp_path: Path, fake_connect: FakeConnect) -> None:
-    settings = make_settings(tmp_path, connect_port=fake_connect.port, cdc="debezium")
+    settings = fake_settings(tmp_path, fake_connect)
     bootstrap = _bootstrap(settings, connect_paths(tmp_path), tmp_path / "run" / "connect.pid")
     fake_connect.answers[("PUT", "/connectors/oms/config")] = (
         400,
@@ -290,16 +311,20 @@ def test_bootstrap_names_a_refused_config(tmp_path: Path, fake_connect: FakeConn
 def test_health_needs_the_connector_registered_and_running(
     tmp_path: Path, fake_connect: FakeConnect
 ) -> None:
-    settings = make_settings(tmp_path, connect_port=fake_connect.port, cdc="debezium")
+    settings = fake_settings(tmp_path, fake_connect)
     healthy = _healthy(settings, connect_paths(tmp_path))
     with pytest.raises(StackError, match="not registered"):
         healthy()
+    fake_connect.local_tasks()
     fake_connect.status("RUNNING", "UNASSIGNED")
     with pytest.raises(StackError, match="not running yet"):
         healthy()
     fake_connect.status("PAUSED", "PAUSED")  # paused on request: a healthy worker
     assert healthy() is True
     fake_connect.status("RUNNING", "RUNNING")
+    with pytest.raises(StackError, match="started in this worker: none"):
+        healthy()  # a stale RUNNING from the status topic is not enough
+    fake_connect.local_tasks("running")
     assert healthy() is True
 
 
