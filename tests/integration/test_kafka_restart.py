@@ -60,9 +60,8 @@ def test_topics_records_and_group_offsets_survive_down_and_up() -> None:
     stack.up()
     try:
         first_pid = stack.status().components[KAFKA].pid
-        AdminClient({"bootstrap.servers": bootstrap}).create_topics([NewTopic(topic, 3, 1)])[
-            topic
-        ].result(30)
+        admin = AdminClient({"bootstrap.servers": bootstrap})  # kept: futures need its handle
+        admin.create_topics([NewTopic(topic, 3, 1)])[topic].result(30)
         producer = Producer(producer_config(bootstrap))
         sent = [(f"k{i}".encode(), f"v{i}".encode()) for i in range(300)]
         for key, value in sent:
@@ -79,7 +78,8 @@ def test_topics_records_and_group_offsets_survive_down_and_up() -> None:
         consumer.commit(asynchronous=False)
         consumer.close()
         before = _committed(bootstrap, group, topic, 3)
-        assert sum(before.values()) == 120, before
+        # a partition the consumer read nothing of has no commit (-1001, OFFSET_INVALID)
+        assert sum(o for o in before.values() if o >= 0) == 120, before
 
         assert stack.down() == [KAFKA]
         stack.up()
@@ -87,7 +87,8 @@ def test_topics_records_and_group_offsets_survive_down_and_up() -> None:
 
         assert _committed(bootstrap, group, topic, 3) == before
         assert _read_all(bootstrap, topic, 3) == sorted(sent)
-        groups = AdminClient({"bootstrap.servers": bootstrap}).list_consumer_groups().result()
+        admin = AdminClient({"bootstrap.servers": bootstrap})
+        groups = admin.list_consumer_groups().result()
         assert group in {g.group_id for g in groups.valid}
     finally:
         stack.down()
