@@ -215,6 +215,12 @@ def status(ctx: click.Context, as_json: bool) -> None:
     settings = _with_started_workers(_settings(ctx))
     result = LocalStack(settings).status()
     connector_state = read_status(connector_status_path(settings.home.resolve()))
+    connect = result.components.get("connect")
+    if connect is not None and connect.state == "running":
+        # Debezium on the local Connect: its REST and metrics, not an old embedded status file
+        from omshub.stack_connect import connector_summary
+
+        connector_state = connector_summary(settings)
     if as_json:
         data = result.to_json()
         data["connector"] = connector_state

@@ -42,6 +42,7 @@ __all__ = [
     "connect_component",
     "connect_paths",
     "connect_started",
+    "connector_summary",
     "effective_config",
     "jmx_exporter_config",
     "metrics_url",
@@ -100,6 +101,16 @@ def metrics_url(settings: Settings) -> str | None:
 
 def rest_url(settings: Settings) -> str:
     return f"http://127.0.0.1:{settings.connect_port}"
+
+
+def connector_summary(settings: Settings) -> dict[str, Any] | None:
+    """The local Connect's connector as ``omshub status`` prints the embedded one's status file:
+    state from Connect's REST, position, lag and counters from Debezium's metrics."""
+    from omshub.web.collect import connect_connectors
+
+    local = settings.model_copy(update={"cdc": "debezium", "connect_url": None})
+    views = connect_connectors(rest_url(local), metrics_url(local))
+    return views[0] if views else None
 
 
 # --------------------------------------------------------------------------------------------

@@ -30,6 +30,7 @@ from omshub.stack_connect import (
     CONNECTOR_CLASS,
     connect_component,
     connect_paths,
+    connector_summary,
     effective_config,
     metrics_url,
 )
@@ -215,6 +216,10 @@ def test_debezium_metrics_reach_the_dashboard(debezium: DebeziumSession) -> None
     assert view["state"] == "RUNNING" and view["alive"]
     assert view["phase"] == "streaming" and view["connected"] is True
     assert str(view["binlog_file"]).startswith("mysql-bin.") and view["binlog_pos"] > 0
+    # what `omshub status` prints for the local Connect
+    summary = connector_summary(debezium.settings)
+    assert summary is not None and summary["name"] == debezium.name
+    assert summary["binlog_file"] == view["binlog_file"]
 
 
 def test_resnapshot_signal_reads_the_table_again(
