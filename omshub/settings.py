@@ -131,7 +131,7 @@ class Settings(BaseSettings):
 
     connector_config: Path = Field(
         DEFAULT_CONNECTOR_CONFIG,
-        description="Kafka Connect JSON of the Debezium MySQL connector; the embedded binlog "
+        description="Kafka Connect JSON of the Debezium MariaDB connector; the embedded binlog "
         "connector reads the same file.",
     )
     connector_server_id: int = Field(
