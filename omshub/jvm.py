@@ -245,6 +245,7 @@ JVM_FLAGS = (
     "-XX:ConcGCThreads=1",
     "-XX:MaxMetaspaceSize=256m",
     "-XX:+ExitOnOutOfMemoryError",
+    "-XX:+AlwaysPreTouch",
     "-Djava.awt.headless=true",
 )
 

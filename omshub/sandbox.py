@@ -235,16 +235,22 @@ class Sandbox:
         self._clear_state()
 
     def drain(self) -> list[dict[str, Any]]:
-        """Hand over and forget every record so far, with the first answers of their keys.
+        """Hand over and forget every answered record, with the first answers of their keys.
 
         For long runs (bench/soak.py): the sandbox's memory stays flat and nothing is lost,
         because handing over and forgetting happen in one step of the event loop. Counters stay.
         """
-        records, self.records, self._by_key = self.records, [], {}
-        for record in records:
+        done = [r for r in self.records if r.outcome]
+        # a request still being answered (latency fault) is handed over next time, complete
+        self.records = [r for r in self.records if not r.outcome]
+        self._by_key = {}
+        for record in self.records:
+            if record.key is not None:
+                self._by_key.setdefault(record.key, []).append(record)
+        for record in done:
             if record.key is not None:
                 self.first_answers.pop((record.path, record.key), None)
-        return [r.as_dict() for r in records]
+        return [r.as_dict() for r in done]
 
     # -- faults -------------------------------------------------------------------------------
 

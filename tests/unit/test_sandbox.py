@@ -380,6 +380,22 @@ async def test_drain_hands_over_each_record_once_and_keeps_counters(client: Clie
     assert (await get_json(client, "/_admin/stats"))["total"]["duplicates"] == 1
 
 
+async def test_drain_keeps_a_request_still_being_answered(client: Client) -> None:
+    await set_faults(client, system="wms", latency_ms=300)
+    slow = asyncio.create_task(push(client, key="slow"))
+    async with client.get("/_admin/stats") as resp:  # let the request reach the sandbox
+        assert resp.status == 200
+    for _ in range(50):
+        if (await get_json(client, "/_admin/stats"))["total"]["received"]:
+            break
+        await asyncio.sleep(0.01)
+    async with client.post("/_admin/drain") as resp:
+        assert await resp.json() == []  # received, not answered yet: kept for the next drain
+    assert (await slow)[0] == 200
+    async with client.post("/_admin/drain") as resp:
+        assert [(r["key"], r["outcome"]) for r in await resp.json()] == [("slow", "accepted")]
+
+
 async def test_keys_endpoint(client: Client) -> None:
     await push(client, WMS, key="w1")
     await push(client, PUSH_TYPES[PushType.WMS_REJECTION].path, key="w2")
