@@ -38,7 +38,7 @@ def test_cache_key_follows_every_pom(tmp_path: Path) -> None:
 
 
 def test_no_poms_is_a_clear_error(tmp_path: Path) -> None:
-    with pytest.raises(StackError, match="no pom.xml"):
+    with pytest.raises(StackError, match=r"no pom\.xml"):
         jvm.cache_key(tmp_path)
 
 
@@ -61,7 +61,7 @@ def test_incomplete_entry_needs_maven_and_says_so(
     entry = _complete_entry(tmp_path / "cache", pom_dir)
     (entry / "complete.json").unlink()  # e.g. a killed resolve: not usable
     monkeypatch.setenv("PATH", "")
-    with pytest.raises(StackError, match="mvn was not found.*apt-get install maven"):
+    with pytest.raises(StackError, match=r"mvn was not found.*apt-get install maven"):
         jvm.ensure_jars(tmp_path / "cache", pom_dir)
 
 
@@ -76,7 +76,7 @@ def test_missing_jar_dir_is_not_complete(tmp_path: Path, monkeypatch: pytest.Mon
 
 
 def test_java_home_without_java_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(StackError, match="has no bin/java.*JDK 17"):
+    with pytest.raises(StackError, match=r"has no bin/java.*JDK 17"):
         jvm.find_java(tmp_path)
 
 

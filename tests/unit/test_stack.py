@@ -21,9 +21,9 @@ from omshub.errors import StackError
 from omshub.settings import Settings
 from omshub.stack import (
     CONNECTOR,
+    KAFKA,
     MARIADB,
     SANDBOX,
-    KAFKA,
     WEB,
     WORKER,
     ComponentSpec,
