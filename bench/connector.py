@@ -157,8 +157,8 @@ def main() -> None:
     console = Console(width=120)
     stack = LocalStack(settings)
     if not stack.status().ok:
-        console.print("starting MariaDB and Tansu (omshub up without the connector) ...")
-        stack.up(components=["mariadb", "tansu"])
+        console.print("starting MariaDB and Kafka (omshub up without the connector) ...")
+        stack.up(components=["mariadb", "kafka"])
     params = settings.mysql()
     db = f"bench_{uuid.uuid4().hex[:8]}"
     console.print(f"writing {args.rows:,} rows into {db}.push ...")

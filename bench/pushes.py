@@ -6,7 +6,7 @@ One run, one table. Each design gets two phases: a fixed offered rate (``--rate`
 every request after ``--latency-ms`` (5 ms).
 
 * CDC (omshub): rows go into ``<settings.mysql_database>.oms_order_push`` of the running stack;
-  the binlog connector, Tansu and the Faust worker process (router, typed worker agents, batched
+  the binlog connector, Kafka and the Faust worker process (router, typed worker agents, batched
   write-back) do the rest, exactly as in production.
 * Polling relay (the seed's earlier design): rows go into a scratch database the connector does
   not capture, migrated with the same ``sql/``. A relay loop in this process claims PENDING rows

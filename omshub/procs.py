@@ -165,8 +165,8 @@ def cmdline_matches(
     """Whether ``cmdline`` is the program we expect: same executable name, every marker present.
 
     ``program`` is compared by prefix of the executable's base name so that a versioned binary
-    (``tansu-v0.6.0-...``) still matches after an upgrade; markers are exact argv elements that
-    tie the process to this stack (e.g. ``--datadir=<home>/mysql/data``).
+    (``java17``) still matches after an upgrade; markers are exact argv elements that tie the
+    process to this stack (e.g. ``--datadir=<home>/mysql/data``).
     """
     if not cmdline:
         return False

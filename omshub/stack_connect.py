@@ -26,7 +26,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import orjson
 
@@ -34,6 +34,9 @@ from omshub import jvm, procs
 from omshub.errors import ConfigError, StackError
 from omshub.settings import Settings
 from omshub.stack import CONNECTOR, ComponentSpec
+
+if TYPE_CHECKING:
+    from prometheus_client.samples import Sample
 
 __all__ = [
     "CONNECT",
@@ -44,8 +47,11 @@ __all__ = [
     "connect_started",
     "connector_summary",
     "effective_config",
+    "exporter_url",
     "jmx_exporter_config",
     "metrics_url",
+    "read_exporter",
+    "rest_url",
     "worker_properties",
 ]
 
@@ -95,8 +101,22 @@ def metrics_url(settings: Settings) -> str | None:
     operator set it up, so omshub does not guess an address for it.
     """
     if settings.cdc == "debezium" and not settings.connect_url:
-        return f"http://127.0.0.1:{settings.connect_metrics_port}/metrics"
+        return exporter_url(settings)
     return None
+
+
+def exporter_url(settings: Settings) -> str:
+    """The JMX exporter page of the Connect worker this stack runs."""
+    return f"http://127.0.0.1:{settings.connect_metrics_port}/metrics"
+
+
+def read_exporter(url: str, timeout: float = 3.0) -> list[Sample]:
+    """Every sample on a Prometheus text page (the JMX exporter's), parsed by prometheus_client."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url, timeout=timeout) as answer:
+        text = answer.read().decode("utf-8", errors="replace")
+    return [sample for family in text_string_to_metric_families(text) for sample in family.samples]
 
 
 def rest_url(settings: Settings) -> str:
@@ -108,8 +128,7 @@ def connector_summary(settings: Settings) -> dict[str, Any] | None:
     state from Connect's REST, position, lag and counters from Debezium's metrics."""
     from omshub.web.collect import connect_connectors
 
-    local = settings.model_copy(update={"cdc": "debezium", "connect_url": None})
-    views = connect_connectors(rest_url(local), metrics_url(local))
+    views = connect_connectors(rest_url(settings), exporter_url(settings))
     return views[0] if views else None
 
 
@@ -486,18 +505,14 @@ def _local_task_states(settings: Settings, name: str) -> dict[str, str]:
     RUNNING for a moment after a restart; the worker's own task metrics exist only once this
     process has started the task, so they cannot be stale.
     """
-    from prometheus_client.parser import text_string_to_metric_families
-
-    url = f"http://127.0.0.1:{settings.connect_metrics_port}/metrics"
-    with urllib.request.urlopen(url, timeout=_HTTP_TIMEOUT_S) as answer:
-        text = answer.read().decode("utf-8", errors="replace")
     states: dict[str, str] = {}
-    for family in text_string_to_metric_families(text):
-        if family.name != "kafka_connect_task_status":
-            continue
-        for sample in family.samples:
-            if sample.labels.get("connector") == name and sample.value == 1:
-                states[sample.labels.get("task", "")] = sample.labels.get("status", "").upper()
+    for sample in read_exporter(exporter_url(settings), _HTTP_TIMEOUT_S):
+        if (
+            sample.name == "kafka_connect_task_status"
+            and sample.labels.get("connector") == name
+            and sample.value == 1
+        ):
+            states[sample.labels.get("task", "")] = sample.labels.get("status", "").upper()
     return states
 
 

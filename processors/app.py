@@ -680,15 +680,15 @@ def declare_topics(app: faust.App, settings: Settings) -> None:
     (``topic.creation.default.partitions``), so whichever side creates them agrees; the hub's
     own topics get the app's ``topic_partitions``.
     """
-    change_prefix = load_config(settings.connector_config).topic_prefix + "."
-    change_partitions = load_config(settings.connector_config).topic_partitions
+    connector = load_config(settings.connector_config)
+    change_prefix = connector.topic_prefix + "."
     names: set[str] = set()
     for agent in app.agents.values():
         names.update(getattr(agent.channel, "topics", ()))
     admin = TopicAdmin(settings.bootstrap_servers)
     change = sorted(n for n in names if n.startswith(change_prefix))
     own = sorted(names - set(change))
-    admin.ensure(change, partitions=change_partitions)
+    admin.ensure(change, partitions=connector.topic_partitions)
     admin.ensure(own, partitions=app.conf.topic_partitions)
 
 

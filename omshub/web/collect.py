@@ -403,26 +403,21 @@ def debezium_metrics(url: str, timeout: float = 3.0) -> dict[str, dict[str, Any]
     string attributes come as labels: ``binlog_file``, ``gtid_set``. Per-table series
     (rows scanned) are left out: the dashboard shows connectors, not tables.
     """
-    import urllib.request
+    from omshub.stack_connect import read_exporter
 
-    from prometheus_client.parser import text_string_to_metric_families
-
-    with urllib.request.urlopen(url, timeout=timeout) as answer:
-        text = answer.read().decode("utf-8", errors="replace")
     out: dict[str, dict[str, Any]] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            server = sample.labels.get("server")
-            if not sample.name.startswith("debezium_") or not server or "table" in sample.labels:
-                continue
-            figures = out.setdefault(server, {"plugin": sample.labels.get("plugin")})
-            key = sample.name.removeprefix("debezium_")
-            if key == "streaming_binlog_file":
-                figures["binlog_file"] = sample.labels.get("file")
-            elif key == "streaming_gtid_set":
-                figures["gtid_set"] = sample.labels.get("gtid_set")
-            else:
-                figures[key] = sample.value
+    for sample in read_exporter(url, timeout):
+        server = sample.labels.get("server")
+        if not sample.name.startswith("debezium_") or not server or "table" in sample.labels:
+            continue
+        figures = out.setdefault(server, {"plugin": sample.labels.get("plugin")})
+        key = sample.name.removeprefix("debezium_")
+        if key == "streaming_binlog_file":
+            figures["binlog_file"] = sample.labels.get("file")
+        elif key == "streaming_gtid_set":
+            figures["gtid_set"] = sample.labels.get("gtid_set")
+        else:
+            figures[key] = sample.value
     return out
 
 

@@ -1,4 +1,4 @@
-"""Integration fixtures: a real MariaDB (binlog on) and a real Tansu broker, started once.
+"""Integration fixtures: a real MariaDB (binlog on) and a real Kafka broker, started once.
 
 The stack lives in ``.omshub-test/`` with its own ports so it never touches a developer's
 ``omshub up`` stack. Every test gets its own database, topic prefix and connector name, so tests

@@ -1,4 +1,4 @@
-"""Push fan-out end to end: real MariaDB binlog, connector, Tansu, Faust worker and sandbox."""
+"""Push fan-out end to end: real MariaDB binlog, connector, Kafka, Faust worker and sandbox."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""`omshub replay push|topic` and `omshub dlq list|show|requeue` against real MariaDB and Tansu.
+"""`omshub replay push|topic` and `omshub dlq list|show|requeue` against real MariaDB and Kafka.
 
 The CLI runs in-process (click's CliRunner) with its settings from OMSHUB_* variables, the same way
 a person runs it against the stack.
