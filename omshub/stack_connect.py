@@ -394,7 +394,7 @@ def _prepare(settings: Settings, paths: ConnectPaths, log_file: Path) -> None:
             "to a free port."
         )
     effective_config(settings, paths.secrets)  # a bad oms.json fails before a JVM starts
-    _ensure_table_topics(settings)
+    ensure_table_topics(settings)
     cache = jvm.jars(settings, log_file)
     paths.base.mkdir(parents=True, exist_ok=True)
     jvm.write_properties(
@@ -405,7 +405,7 @@ def _prepare(settings: Settings, paths: ConnectPaths, log_file: Path) -> None:
     _write_secrets(settings, paths.secrets)
 
 
-def _ensure_table_topics(settings: Settings) -> None:
+def ensure_table_topics(settings: Settings) -> None:
     """Create the topic of every captured table before the connector runs.
 
     Debezium creates a table's topic with its first record, so a table without changes yet has

@@ -50,6 +50,18 @@ SOURCE_TABLES = (
 )
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every test on the ``pipeline`` fixture runs with each CDC source (see ``cdc``)."""
+    if "cdc" in metafunc.fixturenames:
+        from tests.integration.pipeline import CDC_SOURCES
+
+        marker = metafunc.definition.get_closest_marker("cdc")
+        sources = marker.args if marker else CDC_SOURCES
+        unknown = set(sources) - set(CDC_SOURCES)
+        assert not unknown, f"@pytest.mark.cdc names unknown sources {unknown}"
+        metafunc.parametrize("cdc", sources, indirect=True)
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     for item in items:
         if "tests/integration" in str(item.fspath):
@@ -399,5 +411,6 @@ def kill9(proc: subprocess.Popen[bytes]) -> None:
     proc.wait(10)
 
 
-from tests.integration.pipeline import pipeline, sandbox_url  # noqa: E402, F401  (fixtures)
+from tests.integration.debezium_fixtures import debezium  # noqa: E402, F401  (fixtures)
+from tests.integration.pipeline import cdc, pipeline, sandbox_url  # noqa: E402, F401  (fixtures)
 from tests.integration.web_fixtures import browser, page, web  # noqa: E402, F401  (fixtures)

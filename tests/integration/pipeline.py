@@ -22,6 +22,7 @@ from omshub.procs import pid_alive, wait_until
 from omshub.sandbox import SandboxClient
 from omshub.settings import MySQLParams
 from tests.integration.conftest import REPO, TEST_HOME, connector_document, sql
+from tests.integration.debezium_fixtures import debezium_connector
 from workers.registry import WORKER_CLASSES
 
 SANDBOX_PORT = 28090
@@ -127,13 +128,47 @@ class Pipeline:
         return self.statuses(tag)
 
 
+CDC_SOURCES = ("embedded", "debezium")
+
+
 @pytest.fixture
-def pipeline(scratch_db, start_connector, sandbox_url, bootstrap, tmp_path) -> Iterator[Pipeline]:
-    doc = connector_document(scratch_db.database, **{"snapshot.mode": "no_data"})
+def cdc(request: pytest.FixtureRequest) -> str:
+    """The change-data-capture source of a test's pipeline: every test that uses ``pipeline`` runs
+    once per source (conftest's ``pytest_generate_tests``), unless ``@pytest.mark.cdc(...)``
+    names the sources its behaviour belongs to (the embedded connector's own control file, say).
+    """
+    return str(request.param)
+
+
+@pytest.fixture
+def pipeline(
+    request: pytest.FixtureRequest, cdc: str, scratch_db, sandbox_url, bootstrap, tmp_path
+) -> Iterator[Pipeline]:
+    """Connector (embedded, or Debezium in the session's Kafka Connect), a Faust worker process
+    and the shared sandbox, on the test's own database and topics."""
+    overrides = {"snapshot.mode": "no_data"}
+    if cdc == "debezium":
+        session = request.getfixturevalue("debezium")
+        with debezium_connector(session, scratch_db, tmp_path, overrides=overrides) as (doc, path):
+            yield from _pipeline(scratch_db, sandbox_url, bootstrap, tmp_path, doc, path)
+        return
+    start_connector = request.getfixturevalue("start_connector")
+    doc = connector_document(scratch_db.database, **overrides)
     config_path = tmp_path / "connector.json"
     config_path.write_bytes(orjson.dumps(doc))
     # where `omshub web` (OMSHUB_HOME=tmp_path) looks for it, with its pause/resume control file
     start_connector(scratch_db, doc, status_path=tmp_path / "run" / "connector.status.json")
+    yield from _pipeline(scratch_db, sandbox_url, bootstrap, tmp_path, doc, config_path)
+
+
+def _pipeline(
+    scratch_db: MySQLParams,
+    sandbox_url: str,
+    bootstrap: str,
+    tmp_path: Path,
+    doc: dict[str, Any],
+    config_path: Path,
+) -> Iterator[Pipeline]:
     namespace = f"it{uuid.uuid4().hex[:8]}"
     fast_retries = {
         cls.name: {"backoff_base_s": 0.2, "backoff_cap_s": 1.0} for cls in WORKER_CLASSES

@@ -1,34 +1,22 @@
 """Debezium's MariaDB connector on a real Kafka Connect, started through omshub's own component.
 
-One Connect worker per test session (a JVM costs seconds and half a GiB), on the session's MariaDB
-and Kafka from conftest, capturing a database of its own with ``connectors/debezium/oms.json``
-rewritten only where it names the database (so the session's captures are its own). Each test
-reads the records the real Debezium writes with the same decoder the workers use.
+The session's Connect worker and its connector (``debezium`` in debezium_fixtures.py) capture a
+database of their own with ``connectors/debezium/oms.json`` rewritten only where it names the
+database. Each test reads the records the real Debezium writes with the decoder the workers use.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import re
 import urllib.request
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
-import pymysql
-import pytest
-
-from omshub.db import make_engine, migrate
 from omshub.procs import wait_until
-from omshub.settings import DEFAULT_CONNECTOR_CONFIG, MySQLParams, Settings
-from omshub.stack import LocalStack
 from omshub.stack_connect import (
     CONNECTOR_CLASS,
-    connect_component,
     connect_paths,
     connector_summary,
     effective_config,
@@ -37,87 +25,7 @@ from omshub.stack_connect import (
 from omshub.web.collect import connect_connectors, debezium_metrics
 from schemas.change_event import ChangeEvent, SchemaChange, decode
 from tests.integration.conftest import TopicReader, sql
-
-
-@dataclass(frozen=True)
-class DebeziumSession:
-    settings: Settings
-    params: MySQLParams
-    name: str
-    prefix: str
-
-    @property
-    def rest(self) -> str:
-        return f"http://127.0.0.1:{self.settings.connect_port}"
-
-    def topic(self, table: str) -> str:
-        return f"{self.prefix}.{self.params.database}.{table}"
-
-
-def scoped_document(database: str, prefix: str, name: str) -> dict[str, Any]:
-    """oms.json capturing ``database`` under ``prefix``: the database name replaced where the
-    file names it, a schema history topic of the session's own, nothing else changed."""
-    document: dict[str, Any] = json.loads(DEFAULT_CONNECTOR_CONFIG.read_text())
-    config: dict[str, str] = document["config"]
-    config["database.include.list"] = database
-    config["table.include.list"] = re.sub(
-        r"\boms\\\.", f"{database}\\\\.", config["table.include.list"]
-    )
-    config["message.key.columns"] = re.sub(
-        r"\boms\.", f"{database}.", config["message.key.columns"]
-    )
-    config["signal.data.collection"] = f"{database}.omshub_signal"
-    config["topic.prefix"] = prefix
-    config["schema.history.internal.kafka.topic"] = f"schema-history.{prefix}"
-    config["heartbeat.interval.ms"] = "1000"
-    return {"name": name, "config": config}
-
-
-@pytest.fixture(scope="session")
-def debezium(
-    stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[DebeziumSession]:
-    base = stack_settings.mysql()
-    database = f"dbz_{uuid.uuid4().hex[:8]}"
-    conn = pymysql.connect(**base.pymysql_kwargs(with_db=False), autocommit=True)
-    with conn.cursor() as cur:
-        cur.execute(
-            f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
-        )
-    params = dataclasses.replace(base, database=database)
-    engine = make_engine(params)
-    migrate(engine)
-    engine.dispose()
-
-    prefix = f"dbz{uuid.uuid4().hex[:8]}"
-    name = "it-debezium"  # one name: a session that crashed is replaced, not left running
-    path = tmp_path_factory.mktemp("debezium") / "connector.json"
-    path.write_text(json.dumps(scoped_document(database, prefix, name)))
-    settings = stack_settings.model_copy(
-        update={
-            "cdc": "debezium",
-            "connector_config": path,
-            "connect_port": int(os.environ.get("OMSHUB_TEST_CONNECT_PORT", "28083")),
-            "connect_metrics_port": int(
-                os.environ.get("OMSHUB_TEST_CONNECT_METRICS_PORT", "28084")
-            ),
-            "connector_server_id": 8000 + uuid.uuid4().int % 1000,
-        }
-    )
-    stack = LocalStack(settings, [connect_component(settings)])
-    stack.up()
-    session = DebeziumSession(settings, params, name, prefix)
-    try:
-        yield session
-    finally:
-        request = urllib.request.Request(f"{session.rest}/connectors/{name}", method="DELETE")
-        try:
-            urllib.request.urlopen(request, timeout=10).close()
-        finally:
-            stack.down()
-            with conn.cursor() as cur:
-                cur.execute(f"DROP DATABASE IF EXISTS `{database}`")
-            conn.close()
+from tests.integration.debezium_fixtures import DebeziumSession
 
 
 def test_a_row_inserted_into_mariadb_arrives_as_a_debezium_record(
