@@ -196,6 +196,12 @@ class Settings(BaseSettings):
         description="Kafka Connect REST URL (e.g. Debezium's, http://connect:8083). When set, "
         "`omshub web` shows and proxies those connectors instead of the embedded one.",
     )
+    connect_metrics_url: str | None = Field(
+        None,
+        description="Prometheus JMX exporter of the Kafka Connect at OMSHUB_CONNECT_URL (e.g. "
+        "http://connect:9404/metrics), with the rules of deploy/connect/jmx-exporter.json; the "
+        "dashboard reads Debezium's lag and binlog position there. The local Connect's is known.",
+    )
     sweeper_interval_s: float = Field(2.0, description="How often the sweeper looks for work.")
     sweeper_pending_after_s: float = Field(
         30.0,

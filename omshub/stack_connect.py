@@ -95,12 +95,12 @@ def connect_started(settings: Settings) -> bool:
 
 
 def metrics_url(settings: Settings) -> str | None:
-    """The local worker's JMX exporter, when omshub runs that worker itself.
-
-    An external Connect (``OMSHUB_CONNECT_URL``, compose) exposes its metrics however its
-    operator set it up, so omshub does not guess an address for it.
-    """
-    if settings.cdc == "debezium" and not settings.connect_url:
+    """The JMX exporter of the Connect the dashboard shows: the local worker's when omshub runs
+    it, else ``OMSHUB_CONNECT_METRICS_URL`` (an external Connect's exporter is wherever its
+    operator put it, so omshub does not guess an address)."""
+    if settings.connect_url:
+        return settings.connect_metrics_url
+    if settings.cdc == "debezium":
         return exporter_url(settings)
     return None
 

@@ -710,3 +710,65 @@ def test_dockerfile_runs_the_cli_as_a_non_root_user() -> None:
     assert users and users[-1] not in ("root", "0")
     ignored = (REPO / ".dockerignore").read_text().split()
     assert {".git", ".venv", ".env", ".omshub"} <= set(ignored)
+
+
+POM = REPO / "deploy" / "jvm" / "pom.xml"
+CONNECT_DOCKERFILE = REPO / "deploy" / "connect" / "Dockerfile"
+JMX_RULES = REPO / "deploy" / "connect" / "jmx-exporter.json"
+
+
+def _pom_version(prop: str) -> str:
+    match = re.search(rf"<{re.escape(prop)}>([^<]+)</{re.escape(prop)}>", POM.read_text())
+    assert match, f"{POM} has no <{prop}>"
+    return match.group(1)
+
+
+def _dockerfile_arg(name: str) -> str:
+    match = re.search(rf"^ARG {name}=(\S+)$", CONNECT_DOCKERFILE.read_text(), re.MULTILINE)
+    assert match, f"{CONNECT_DOCKERFILE} has no ARG {name}=..."
+    return match.group(1)
+
+
+def test_compose_runs_the_versions_of_the_local_jars(services: dict[str, Any]) -> None:
+    """One Kafka, one Debezium and one exporter version for the local stack and compose."""
+    for name in ("kafka-1", "kafka-2", "kafka-3"):
+        assert services[name]["image"] == f"apache/kafka:{_pom_version('kafka.version')}"
+    assert services["connect"]["build"]["context"] == "deploy/connect"
+    assert _dockerfile_arg("DEBEZIUM_VERSION") == _pom_version("debezium.version")
+    assert _dockerfile_arg("JMX_EXPORTER_VERSION") == _pom_version("jmx-exporter.version")
+
+
+def test_brokers_have_the_local_brokers_limits(services: dict[str, Any], tmp_path: Path) -> None:
+    from omshub.stack import kafka_paths, kafka_server_properties
+
+    local = kafka_server_properties(Settings(home=tmp_path), kafka_paths(tmp_path))
+    for name in ("kafka-1", "kafka-2", "kafka-3"):
+        env = environment(services[name])
+        for prop in ("message.max.bytes", "log.retention.hours"):
+            variable = "KAFKA_" + prop.upper().replace(".", "_")
+            assert env.get(variable) == local[prop], (name, variable)
+
+
+def test_connect_exports_the_local_stacks_metric_names(services: dict[str, Any]) -> None:
+    """The image's exporter rules are the file the local stack writes, so the dashboard reads
+    Debezium's figures under the same names from either Connect."""
+    from omshub.stack_connect import jmx_exporter_config
+
+    assert JMX_RULES.read_text() == jmx_exporter_config(), (
+        "deploy/connect/jmx-exporter.json is stale: regenerate it with "
+        "python -c 'from omshub.stack_connect import jmx_exporter_config as j; "
+        'print(j(), end="")\' > deploy/connect/jmx-exporter.json'
+    )
+    assert "COPY jmx-exporter.json /kafka/jmx/jmx-exporter.json" in CONNECT_DOCKERFILE.read_text()
+    opts = environment(services["connect"])["KAFKA_OPTS"]
+    match = re.fullmatch(r"-javaagent:(\S+\.jar)=(\d+):(\S+)", opts)
+    assert match, opts
+    jar, port, rules = match.groups()
+    assert rules == "/kafka/jmx/jmx-exporter.json" and jar.startswith("/kafka/jmx/")
+    web = service_settings(services["web"])
+    assert web.connect_metrics_url == f"http://connect:{port}/metrics"
+    config = yaml.safe_load(PROMETHEUS.read_text())
+    targets = {
+        t for job in config["scrape_configs"] for sc in job["static_configs"] for t in sc["targets"]
+    }
+    assert f"connect:{port}" in targets

@@ -182,12 +182,18 @@ def test_connect_component_recognises_only_its_own_worker(tmp_path: Path) -> Non
     assert spec.port == ("127.0.0.1", 34083) and spec.port_setting == "OMSHUB_CONNECT_PORT"
 
 
-def test_metrics_url_only_for_the_local_worker(tmp_path: Path) -> None:
+def test_metrics_url_of_the_local_worker_or_the_configured_one(tmp_path: Path) -> None:
     assert metrics_url(make_settings(tmp_path)) is None
     local = make_settings(tmp_path, cdc="debezium", connect_metrics_port=34084)
     assert metrics_url(local) == "http://127.0.0.1:34084/metrics"
     external = make_settings(tmp_path, cdc="debezium", connect_url="http://connect:8083")
-    assert metrics_url(external) is None
+    assert metrics_url(external) is None  # never guessed for a Connect omshub does not run
+    compose = make_settings(
+        tmp_path,
+        connect_url="http://connect:8083",
+        connect_metrics_url="http://connect:9404/metrics",
+    )
+    assert metrics_url(compose) == "http://connect:9404/metrics"
     assert external.connect_rest_url == "http://connect:8083"
     assert local.connect_rest_url == f"http://127.0.0.1:{local.connect_port}"
 
