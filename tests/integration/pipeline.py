@@ -21,6 +21,7 @@ import pytest
 from omshub.procs import pid_alive, wait_until
 from omshub.sandbox import SandboxClient
 from omshub.settings import MySQLParams
+from omshub.stack_connect import metrics_url
 from tests.integration.conftest import REPO, TEST_HOME, connector_document, sql
 from tests.integration.debezium_fixtures import debezium_connector
 from workers.registry import WORKER_CLASSES
@@ -65,6 +66,7 @@ class Pipeline:
     env: dict[str, str]
     home: Path
     connector_prefix: str = ""
+    connector_name: str = ""
     worker: subprocess.Popen[bytes] | None = None
 
     def start_worker(self) -> None:
@@ -150,7 +152,12 @@ def pipeline(
     if cdc == "debezium":
         session = request.getfixturevalue("debezium")
         with debezium_connector(session, scratch_db, tmp_path, overrides=overrides) as (doc, path):
-            yield from _pipeline(scratch_db, sandbox_url, bootstrap, tmp_path, doc, path)
+            # every omshub process of the test (web, the connector CLI) sees that Connect
+            connect = {
+                "OMSHUB_CONNECT_URL": session.rest,
+                "OMSHUB_CONNECT_METRICS_URL": str(metrics_url(session.settings)),
+            }
+            yield from _pipeline(scratch_db, sandbox_url, bootstrap, tmp_path, doc, path, connect)
         return
     start_connector = request.getfixturevalue("start_connector")
     doc = connector_document(scratch_db.database, **overrides)
@@ -168,6 +175,7 @@ def _pipeline(
     tmp_path: Path,
     doc: dict[str, Any],
     config_path: Path,
+    extra_env: dict[str, str] | None = None,
 ) -> Iterator[Pipeline]:
     namespace = f"it{uuid.uuid4().hex[:8]}"
     fast_retries = {
@@ -187,10 +195,12 @@ def _pipeline(
         "OMSHUB_SWEEPER_INTERVAL_S": "1",
         "OMSHUB_SWEEPER_PENDING_AFTER_S": "5",
         "OMSHUB_WORKER_POOLS": json.dumps(fast_retries),
+        **(extra_env or {}),
     }
     client = SandboxClient(sandbox_url)
     client.clear_faults()
-    p = Pipeline(scratch_db, client, namespace, env, tmp_path, doc["config"]["topic.prefix"])
+    prefix, name = doc["config"]["topic.prefix"], doc["name"]
+    p = Pipeline(scratch_db, client, namespace, env, tmp_path, prefix, name)
     p.start_worker()
     yield p
     p.stop_worker()

@@ -258,6 +258,9 @@ def test_processing_twice_writes_every_node_once(pipeline, sandbox_url):
     order = make_order(pipeline, status="SENT_TO_WMS", seed=20)
     reverse_no = reverse(pipeline, order, "CANCEL")
     first = wait_reverse(pipeline, reverse_no)
+    # the follow-ups (the voucher after the refund application's answer) are inserted with their
+    # parent's DONE: once nothing is pending, every node the first run causes exists
+    pipeline.wait_final(f"{reverse_no}:", 1)
     before = nodes(pipeline, reverse_no)
     refunded_before = sql(
         pipeline.params,
