@@ -11,6 +11,7 @@ saved offset ask for one -> streaming, reconnecting with backoff when the databa
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import threading
@@ -37,7 +38,7 @@ from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, Write
 
 from connectors.binlog.config import ConnectorConfig
 from connectors.binlog.control import PAUSED, ControlWatcher
-from connectors.binlog.converters import RowConverter, spec_from_binlog_column
+from connectors.binlog.converters import ColumnSpec, Kind, RowConverter, spec_from_binlog_column
 from connectors.binlog.fastrows import CompiledTable, compile_table, fetch_rows, library_rows
 from connectors.binlog.offsets import FileOffsetStore, Offset
 from connectors.binlog.schema import (
@@ -539,7 +540,10 @@ class BinlogConnector:
             )
             if self.config.include_schema_changes:
                 self._snapshot_schema(conn, file, pos, sink)
-            tables = [m for m in (self._meta(db, t, refresh=True) for db, t in self._tables) if m]
+            # in Debezium's order (by name): it decides which rows carry first/last markers
+            tables = [
+                m for m in (self._meta(db, t, refresh=True) for db, t in sorted(self._tables)) if m
+            ]
             emitted = self._snapshot_tables(conn, tables, file, pos, sink)
             conn.commit()
             self._drain(sink)
@@ -844,14 +848,17 @@ class BinlogConnector:
         db, table = event.schema, event.table
         fq = f"{db}.{table}"
         signal = fq == self.config.signal_collection
-        topic = (
-            self.config.table_topic(db, table) if self.config.table_included(db, table) else None
-        )
+        # Debezium captures the signal table whatever the include lists say, and writes its rows
+        # to the table's topic like any other (its own watermark rows too)
+        captured = signal or self.config.table_included(db, table)
+        topic = self.config.table_topic(db, table) if captured else None
         convert: RowConverter | None = None
         key_cols: tuple[str, ...] = ()
         if topic is not None or signal:
             try:
                 specs = [spec_from_binlog_column(c) for c in event.columns]
+                if any(s.kind is Kind.GEOMETRY for s in specs):
+                    specs = self._geometry_types(db, table, specs)
             except ValueError as exc:
                 self._error_record(db, table, self._emitted, exc, None, sink)
                 topic = None
@@ -866,6 +873,18 @@ class BinlogConnector:
         route = _Route(db, table, topic, key_cols, convert, signal, fast)
         self._routes[event.table_id] = route
         return route
+
+    def _geometry_types(self, db: str, table: str, specs: list[ColumnSpec]) -> list[ColumnSpec]:
+        """POINT columns from the catalog: the binlog says GEOMETRY for every spatial type, and
+        Debezium writes a POINT with its coordinates (x, y) besides the WKB."""
+        meta = self._meta(db, table, refresh=True)
+        kinds = {c.name: c.type_name for c in meta.columns} if meta is not None else {}
+        return [
+            dataclasses.replace(s, type_name=kinds.get(s.name, ""))
+            if s.kind is Kind.GEOMETRY
+            else s
+            for s in specs
+        ]
 
     def _source(
         self,

@@ -190,6 +190,19 @@ _IS_KINDS: dict[str, Kind] = {
     "set": Kind.SET,
     "bit": Kind.BIT,
     "json": Kind.JSON,
+    **dict.fromkeys(
+        (
+            "geometry",
+            "point",
+            "linestring",
+            "polygon",
+            "multipoint",
+            "multilinestring",
+            "multipolygon",
+            "geometrycollection",
+        ),
+        Kind.GEOMETRY,
+    ),
 }
 
 
@@ -393,6 +406,23 @@ def _geometry(value: Any) -> dict[str, Any]:
     return {"wkb": _b64(raw[4:]), "srid": srid or None}
 
 
+_WKB_POINT = 1
+
+
+def _point(value: Any) -> dict[str, Any]:
+    """A POINT column as Debezium's Point: the coordinates first, then WKB and SRID."""
+    raw = bytes(value)
+    wkb = raw[4:]
+    x = y = None
+    if len(wkb) >= 21:
+        order = "<" if wkb[0] == 1 else ">"
+        (kind,) = struct.unpack_from(order + "I", wkb, 1)
+        if kind == _WKB_POINT:
+            x, y = struct.unpack_from(order + "dd", wkb, 5)
+    srid = int.from_bytes(raw[:4], "little") if len(raw) >= 4 else 0
+    return {"x": x, "y": y, "wkb": _b64(wkb), "srid": srid or None}
+
+
 def converter_for(
     spec: ColumnSpec, *, snapshot: bool, decimal_mode: str = "string"
 ) -> Converter | None:
@@ -425,7 +455,7 @@ def converter_for(
         return _bit_converter(spec.bits)
     if kind is Kind.JSON:
         return _json_text
-    return _geometry
+    return _point if spec.type_name == "POINT" else _geometry
 
 
 class RowConverter:

@@ -94,6 +94,20 @@ KEYED_DDL = (
     "at DATETIME(3) NOT NULL DEFAULT CURRENT_TIMESTAMP(3)) CHARACTER SET utf8mb4"
 )
 
+# Every DDL here streams through the binlog to each Debezium connector of the session, so it
+# must be DDL Debezium parses: a column's REF_SYSTEM_ID, for one, stops every one of them.
+# GEOMETRY columns make the embedded connector decode the table with the library's decoder
+# (fastrows does not compile them), so they have a table of their own
+GEO_DDL = (
+    "CREATE TABLE conformance_geo (id INT NOT NULL PRIMARY KEY, g GEOMETRY, p POINT, "
+    "l LINESTRING, s POINT)"
+)
+GEO_ROW = (
+    "INSERT INTO conformance_geo VALUES ({id}, ST_GeomFromText('POLYGON((0 0,1 0,1 1,0 0))'), "
+    "ST_GeomFromText('POINT(1.5 -2)'), ST_GeomFromText('LINESTRING(0 0,1 1,2 4)'), "
+    "ST_GeomFromText('POINT(13.4 52.5)', 4326))"
+)
+
 _ALL_NULL: dict[str, str] = dict.fromkeys(NAMES, "NULL")
 _FRAC_DT = "'2026-03-02 10:15:30.123456'"
 _FRAC_TIME = "'12:34:56.654321'"
@@ -462,7 +476,7 @@ def differences(ours: list[Out], theirs: list[Out], heartbeat: str) -> list[str]
 
 @pytest.fixture
 def conformance_db(scratch_db: MySQLParams) -> Iterator[MySQLParams]:
-    sql(scratch_db, CONFORMANCE_DDL, KEYED_DDL)
+    sql(scratch_db, CONFORMANCE_DDL, KEYED_DDL, GEO_DDL)
     yield scratch_db
 
 
@@ -519,6 +533,12 @@ def drive_stream(params: MySQLParams, settle: Callable[[], None]) -> None:
         "INSERT INTO conformance_keyed (code, qty, note) VALUES ('K-9', 9, 'after truncate')",
         "DROP TABLE conformance_new",
         "DELETE FROM conformance WHERE id = 1100",
+        GEO_ROW.format(id=2),
+        "UPDATE conformance_geo SET p = NULL, g = ST_GeomFromText('POINT(0 0)') WHERE id = 1",
+        "DELETE FROM conformance_geo WHERE id = 2",
+        # a signal of a kind neither connector acts on ("log" only writes Debezium's log)
+        "INSERT INTO omshub_signal (id, type, data) VALUES "
+        "('conformance-1', 'log', '{\"message\": \"conformance\"}')",
     )
 
 
@@ -532,6 +552,11 @@ def test_embedded_and_debezium_write_the_same_records(
     params = conformance_db
     db = params.database
     sql(params, LENIENT, *(insert_sql(i + 1, values) for i, values in enumerate(ROWS.values())))
+    sql(
+        params,
+        GEO_ROW.format(id=1),
+        "INSERT INTO omshub_signal (id, type, data) VALUES ('conformance-0', 'log', NULL)",
+    )
     overrides = {
         "table.include.list": f"{db}\\.conformance.*",
         "message.key.columns": f"{db}.conformance_keyed:code",
@@ -541,15 +566,14 @@ def test_embedded_and_debezium_write_the_same_records(
     }
     (tmp_path / "dbz").mkdir()
     with debezium_connector(debezium, params, tmp_path / "dbz", overrides=overrides) as (dbz, _):
-        # the embedded connector gets the very document Debezium runs, under its own prefix
-        ours_prefix = f"emb{uuid.uuid4().hex[:8]}"
-        document = {
-            "name": ours_prefix,
-            "config": {**dbz["config"], "topic.prefix": ours_prefix},
-        }
-        running = start_connector(params, document)
-        config = parse_config(document)
-        heartbeat = config.heartbeat_prefix
+        # the embedded connectors get the very document Debezium runs, under prefixes of their
+        # own: one decoding rows with fastrows, one with the library's decoder (its fallback)
+        embedded: dict[str, Any] = {}
+        for label, fast_rows in (("fastrows", True), ("library decoder", False)):
+            prefix = f"emb{uuid.uuid4().hex[:8]}"
+            document = {"name": prefix, "config": {**dbz["config"], "topic.prefix": prefix}}
+            embedded[label] = (prefix, start_connector(params, document, fast_rows=fast_rows))
+        heartbeat = parse_config(document).heartbeat_prefix
         streamed = 0
 
         def settle() -> None:
@@ -557,14 +581,16 @@ def test_embedded_and_debezium_write_the_same_records(
             streamed += 1
 
             def written() -> bool:
-                records = read_prefix(bootstrap, ours_prefix, heartbeat, schema_only=True)
-                return sum(not is_snapshot(r) for r in records) >= streamed
+                for prefix, _running in embedded.values():
+                    records = read_prefix(bootstrap, prefix, heartbeat, schema_only=True)
+                    if sum(not is_snapshot(r) for r in records) < streamed:
+                        return False
+                return True
 
-            wait_until(written, 60, what=f"the embedded connector's schema change #{streamed}")
+            wait_until(written, 60, what=f"the embedded connectors' schema change #{streamed}")
 
         drive_stream(params, settle)
-        sentinel = "INSERT INTO conformance (id, c_varchar) VALUES (999999, 'the end')"
-        sql(params, sentinel)
+        sql(params, "INSERT INTO conformance (id, c_varchar) VALUES (999999, 'the end')")
 
         def has_sentinel(prefix: str) -> bool:
             return any(
@@ -573,22 +599,59 @@ def test_embedded_and_debezium_write_the_same_records(
                 if r.topic == f"<prefix>.{db}.conformance"
             )
 
-        wait_until(lambda: has_sentinel(dbz["config"]["topic.prefix"]), 90, what="debezium")
-        wait_until(lambda: has_sentinel(ours_prefix), 90, what="embedded")
-        theirs = read_prefix(bootstrap, dbz["config"]["topic.prefix"], heartbeat)
-        ours = read_prefix(bootstrap, ours_prefix, heartbeat)
-        running.stop()
+        prefixes = {"debezium": dbz["config"]["topic.prefix"]}
+        prefixes.update({label: prefix for label, (prefix, _r) in embedded.items()})
+        for label, prefix in prefixes.items():
+            wait_until(lambda prefix=prefix: has_sentinel(prefix), 90, what=f"{label} sentinel")
+        outputs = {label: read_prefix(bootstrap, p, heartbeat) for label, p in prefixes.items()}
+        for _prefix, running in embedded.values():
+            running.stop()
+            assert not running.error, running.error
     dump = tmp_path / "conformance.json"
     dump.write_bytes(
         orjson.dumps(
-            {
-                "embedded": [dataclasses.asdict(r) for r in ours],
-                "debezium": [dataclasses.asdict(r) for r in theirs],
-            },
+            {label: [dataclasses.asdict(r) for r in out] for label, out in outputs.items()},
             option=orjson.OPT_INDENT_2,
         )
     )
-    problems = differences(ours, theirs, heartbeat)
-    assert not problems, f"{len(problems)} differences (both outputs in {dump}):\n" + "\n".join(
-        problems[:300]
-    )
+    theirs = outputs["debezium"]
+    covered = coverage(theirs, db)
+    assert covered == EXPECTED_COVERAGE, f"the reference output lacks cases ({dump}): {covered}"
+    report = []
+    for label in embedded:
+        problems = differences(outputs[label], theirs, heartbeat)
+        if problems:
+            report.append(f"embedded ({label}) vs Debezium: {len(problems)} differences")
+            report += problems[:150]
+    assert not report, f"both outputs in {dump}:\n" + "\n".join(report)
+
+
+#: What the driven changes must produce in the reference output, so the comparison cannot pass
+#: on two empty or truncated outputs.
+EXPECTED_COVERAGE = {
+    "conformance": {"r": 6, "c": 10, "u": 4, "d": 3, "tombstone": 3},
+    "conformance_keyed": {"c": 4, "u": 1, "d": 2, "tombstone": 2},
+    "conformance_new": {"c": 1},
+    "omshub_signal": {"c": 1},  # captured by Debezium outside the include list, not snapshotted
+    "conformance_geo": {"r": 1, "c": 1, "u": 1, "d": 1, "tombstone": 1},
+    "schema": {"snapshot": 1, "streaming": 4},
+    "heartbeat": {"any": 1},
+}
+
+
+def coverage(records: list[Out], db: str) -> dict[str, dict[str, int]]:
+    """Records per table and kind (op or tombstone), schema changes per phase."""
+    counts: dict[str, dict[str, int]] = {"schema": {"snapshot": 0, "streaming": 0}}
+    for r in records:
+        if r.topic == "<prefix>":
+            table, kind = "schema", "snapshot" if is_snapshot(r) else "streaming"
+        elif r.topic.startswith("__debezium-heartbeat"):
+            table, kind = "heartbeat", "any"
+        else:
+            table = r.topic.removeprefix(f"<prefix>.{db}.")
+            kind = "tombstone" if r.value is None else r.value["op"]
+        counts.setdefault(table, {}).setdefault(kind, 0)
+        counts[table][kind] += 1
+    counts["schema"]["snapshot"] = min(counts["schema"]["snapshot"], 1)
+    counts.get("heartbeat", {})["any"] = 1
+    return counts

@@ -835,3 +835,39 @@ def test_information_schema_marks_unsigned_bigint() -> None:
     spec = spec_from_information_schema(row)
     assert (spec.unsigned, spec.width) == (True, 8)
     assert convert(Kind.INT, 2**64 - 1, snapshot=True, unsigned=True, width=8) == -1
+
+
+def _mysql_geometry(srid: int, wkb: bytes) -> bytes:
+    return srid.to_bytes(4, "little") + wkb
+
+
+@BOTH_PATHS
+def test_point_column_has_coordinates_then_wkb_and_srid(snapshot: bool) -> None:
+    wkb = bytes([1]) + struct.pack("<I", 1) + struct.pack("<dd", 13.4, 52.5)
+    got = convert(Kind.GEOMETRY, _mysql_geometry(4326, wkb), snapshot=snapshot, type_name="POINT")
+    assert got == {"x": 13.4, "y": 52.5, "wkb": b64(wkb), "srid": 4326}
+    assert list(got) == ["x", "y", "wkb", "srid"]
+
+
+def test_big_endian_point_is_read_in_its_byte_order() -> None:
+    wkb = bytes([0]) + struct.pack(">I", 1) + struct.pack(">dd", -1.5, 2.0)
+    got = convert(Kind.GEOMETRY, _mysql_geometry(0, wkb), snapshot=False, type_name="POINT")
+    assert (got["x"], got["y"], got["srid"]) == (-1.5, 2.0, None)
+
+
+def test_truncated_point_keeps_its_bytes_without_coordinates() -> None:
+    got = convert(Kind.GEOMETRY, _mysql_geometry(0, b"\x01\x01"), snapshot=False, type_name="POINT")
+    assert (got["x"], got["y"], got["wkb"]) == (None, None, b64(b"\x01\x01"))
+
+
+def test_other_geometry_columns_have_no_coordinates() -> None:
+    wkb = bytes([1]) + struct.pack("<I", 1) + struct.pack("<dd", 1.0, 2.0)
+    got = convert(Kind.GEOMETRY, _mysql_geometry(0, wkb), snapshot=False, type_name="GEOMETRY")
+    assert got == {"wkb": b64(wkb), "srid": None}
+
+
+def test_spatial_types_from_information_schema_are_geometry() -> None:
+    for data_type in ("point", "linestring", "polygon", "geometry", "multipolygon"):
+        row = {"COLUMN_NAME": "g", "DATA_TYPE": data_type, "COLUMN_TYPE": data_type}
+        spec = spec_from_information_schema(row)
+        assert (spec.kind, spec.type_name) == (Kind.GEOMETRY, data_type.upper())
