@@ -4,7 +4,7 @@ The binlog (python-mysql-replication) and the snapshot (PyMySQL) hand us Python 
 different shapes for the same column. Both are first described as a :class:`ColumnSpec`, so one
 table of converters decides the output for both paths and the two can never drift apart.
 
-Mapping (Debezium MySQL, ``decimal.handling.mode=string``, ``time.precision.mode=
+Mapping (Debezium's MariaDB connector, ``decimal.handling.mode=string``, ``time.precision.mode=
 adaptive_time_microseconds``, ``binary.handling.mode=bytes`` through JsonConverter):
 
 =================  ===========================================================
@@ -26,6 +26,7 @@ ENUM / SET         the label / comma-joined labels in definition order; the empt
                    ``""``, not null
 BIT(1)             boolean
 BIT(n>1)           bytes, little-endian, base64 (as JsonConverter writes bytes)
+GEOMETRY           ``{wkb, srid}``; POINT columns ``{x, y, wkb, srid}``
 BLOB / BINARY      base64 string; BINARY(n) padded with zero bytes to n (the binlog
                    drops trailing zero bytes, the table keeps them)
 TINYINT(1)         number (Debezium's default; the binlog cannot tell it from TINYINT)
