@@ -11,6 +11,7 @@ saved offset ask for one -> streaming, reconnecting with backoff when the databa
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import threading
@@ -37,12 +38,13 @@ from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, Write
 
 from connectors.binlog.config import ConnectorConfig
 from connectors.binlog.control import PAUSED, ControlWatcher
-from connectors.binlog.converters import RowConverter, spec_from_binlog_column
-from connectors.binlog.fastrows import CompiledTable, compile_table, fetch_rows
+from connectors.binlog.converters import ColumnSpec, Kind, RowConverter, spec_from_binlog_column
+from connectors.binlog.fastrows import CompiledTable, compile_table, fetch_rows, library_rows
 from connectors.binlog.offsets import FileOffsetStore, Offset
 from connectors.binlog.schema import (
     TableMeta,
     ddl_target,
+    drop_statement,
     is_ddl,
     list_tables,
     read_table_meta,
@@ -86,6 +88,7 @@ class Sink(Protocol):
         key: bytes | None,
         value: bytes | None,
         on_delivery: Callable[[Any, Any], None],
+        partition: int | None = None,
     ) -> None: ...
 
     def poll(self, timeout: float) -> int: ...
@@ -203,6 +206,13 @@ class _Incremental:
         }
 
 
+def source_connector_name(server_version: str) -> str:
+    """``source.connector`` as Debezium writes it for this server: its MariaDB connector says
+    "mariadb", its MySQL connector "mysql". The records claim Debezium's format, so they name the
+    connector Debezium would use on the same server (docs/conformance.md)."""
+    return "mariadb" if "mariadb" in server_version.lower() else "mysql"
+
+
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
 
@@ -253,6 +263,7 @@ class BinlogConnector:
         self._since_poll = 0
         self._source_head = {
             "version": __version__,
+            # what Debezium names the source: "mariadb" for its MariaDB connector (set by preflight)
             "connector": "mysql",
             "name": config.topic_prefix,
         }
@@ -393,9 +404,10 @@ class BinlogConnector:
         with self._cursor() as cur:
             cur.execute(
                 "SELECT @@log_bin, @@binlog_format, @@binlog_row_image, "
-                "@@global.binlog_row_metadata"
+                "@@global.binlog_row_metadata, VERSION()"
             )
-            log_bin, fmt, image, metadata = cur.fetchone()
+            log_bin, fmt, image, metadata, version = cur.fetchone()
+        self._source_head["connector"] = source_connector_name(str(version))
         fix = (
             "start the server with --log-bin --binlog-format=ROW --binlog-row-image=FULL "
             "--binlog-row-metadata=FULL (omshub up does this for its own MariaDB)"
@@ -526,7 +538,12 @@ class BinlogConnector:
                 "snapshot started",
                 extra={"connector": self.config.name, "position": f"{file}:{pos}"},
             )
-            tables = [m for m in (self._meta(db, t, refresh=True) for db, t in self._tables) if m]
+            if self.config.include_schema_changes:
+                self._snapshot_schema(conn, file, pos, sink)
+            # in Debezium's order (by name): it decides which rows carry first/last markers
+            tables = [
+                m for m in (self._meta(db, t, refresh=True) for db, t in sorted(self._tables)) if m
+            ]
             emitted = self._snapshot_tables(conn, tables, file, pos, sink)
             conn.commit()
             self._drain(sink)
@@ -685,7 +702,7 @@ class BinlogConnector:
                         fast = route.fast
                         rows = fetch_rows(event, fast, op) if fast is not None else None
                         if rows is None:
-                            rows = event.rows
+                            rows = library_rows(event)
                     except Exception as exc:  # noqa: BLE001 - undecodable event: record, go on
                         self._error_record(
                             route.db,
@@ -831,14 +848,17 @@ class BinlogConnector:
         db, table = event.schema, event.table
         fq = f"{db}.{table}"
         signal = fq == self.config.signal_collection
-        topic = (
-            self.config.table_topic(db, table) if self.config.table_included(db, table) else None
-        )
+        # Debezium captures the signal table whatever the include lists say, and writes its rows
+        # to the table's topic like any other (its own watermark rows too)
+        captured = signal or self.config.table_included(db, table)
+        topic = self.config.table_topic(db, table) if captured else None
         convert: RowConverter | None = None
         key_cols: tuple[str, ...] = ()
         if topic is not None or signal:
             try:
                 specs = [spec_from_binlog_column(c) for c in event.columns]
+                if any(s.kind is Kind.GEOMETRY for s in specs):
+                    specs = self._geometry_types(db, table, specs)
             except ValueError as exc:
                 self._error_record(db, table, self._emitted, exc, None, sink)
                 topic = None
@@ -853,6 +873,18 @@ class BinlogConnector:
         route = _Route(db, table, topic, key_cols, convert, signal, fast)
         self._routes[event.table_id] = route
         return route
+
+    def _geometry_types(self, db: str, table: str, specs: list[ColumnSpec]) -> list[ColumnSpec]:
+        """POINT columns from the catalog: the binlog says GEOMETRY for every spatial type, and
+        Debezium writes a POINT with its coordinates (x, y) besides the WKB."""
+        meta = self._meta(db, table, refresh=True)
+        kinds = {c.name: c.type_name for c in meta.columns} if meta is not None else {}
+        return [
+            dataclasses.replace(s, type_name=kinds.get(s.name, ""))
+            if s.kind is Kind.GEOMETRY
+            else s
+            for s in specs
+        ]
 
     def _source(
         self,
@@ -870,7 +902,7 @@ class BinlogConnector:
         head = self._source_head
         return {
             "version": head["version"],
-            "connector": "mysql",
+            "connector": head["connector"],
             "name": head["name"],
             "ts_ms": ts_ms,
             "snapshot": snapshot,
@@ -922,11 +954,16 @@ class BinlogConnector:
         value: bytes | None,
         offset: OffsetTuple | None,
         sink: Sink,
+        *,
+        partition: int | None = None,
     ) -> None:
         callback = self._tracker.track(offset) if offset is not None else _ignore
         while True:
             try:
-                sink.produce(topic, key, value, callback)
+                if partition is None:
+                    sink.produce(topic, key, value, callback)
+                else:
+                    sink.produce(topic, key, value, callback, partition=partition)
                 break
             except BufferError:
                 sink.poll(0.05)
@@ -1014,6 +1051,7 @@ class BinlogConnector:
             orjson.dumps({"ts_ms": _now_ms()}),
             None,
             sink,
+            partition=0,  # Debezium writes heartbeats to partition 0, whatever the key
         )
         self.metrics.heartbeats_total += 1
 
@@ -1100,29 +1138,119 @@ class BinlogConnector:
                     changes.append(table_change(meta, verb if verb != "RENAME" else "ALTER"))
                 elif verb == "DROP":
                     changes.append({"type": "DROP", "id": f'"{db}"."{table}"', "table": None})
-            ts_ms = event.timestamp * 1000
-            source = self._source(
-                ts_ms, "false", db, table, event.packet.server_id, gtid, file, txn_pos, 0, None
+                    query = drop_statement(query, db, table)
+            event_pos = event.packet.log_pos - event.packet.event_size
+            if verb != "TRUNCATE":  # Debezium writes no schema change for TRUNCATE
+                source = self._source(
+                    event.timestamp * 1000,
+                    "false",
+                    db,
+                    table,
+                    event.packet.server_id,
+                    gtid,
+                    file,
+                    event_pos,
+                    0,
+                    None,
+                )
+                self._schema_change(
+                    db, query, changes, source, (file, txn_pos, event_pos, 0, gtid), sink
+                )
+        self._boundary((file, end_pos, 0, -1, gtid))
+
+    def _schema_change(
+        self,
+        db: str,
+        ddl: str,
+        changes: list[dict[str, Any]],
+        source: dict[str, Any],
+        offset: OffsetTuple | None,
+        sink: Sink,
+    ) -> None:
+        """One record on the schema-change topic, in partition 0 as Debezium writes them all
+        (their order across databases is the history's order)."""
+        value = orjson.dumps(
+            {
+                "source": source,
+                "ts_ms": _now_ms(),
+                "databaseName": db,
+                "schemaName": None,
+                "ddl": ddl,
+                "tableChanges": changes,
+            }
+        )
+        sink.ensure_topic(self.config.topic_prefix)
+        self._send(
+            self.config.topic_prefix,
+            orjson.dumps({"databaseName": db}),
+            value,
+            offset,
+            sink,
+            partition=0,
+        )
+
+    def _snapshot_schema(
+        self, conn: pymysql.connections.Connection[Any], file: str, pos: int, sink: Sink
+    ) -> None:
+        """The schema-change records Debezium writes at the start of its snapshot.
+
+        Debezium replays the schema of every table of every non-system database into its
+        history (``schema.history.internal.store.only.captured.tables.ddl`` is false by
+        default) and writes the same statements to the schema-change topic: the server's
+        character set, a DROP TABLE for every table, then per database that has tables
+        DROP/CREATE DATABASE, USE and each table's SHOW CREATE TABLE.
+        """
+        with conn.cursor(pymysql.cursors.Cursor) as cur:
+            cur.execute("SELECT @@character_set_server, @@collation_server")
+            charset, collation = cur.fetchone()  # type: ignore[misc]
+            cur.execute(
+                "SELECT SCHEMA_NAME, DEFAULT_CHARACTER_SET_NAME, DEFAULT_COLLATION_NAME "
+                "FROM information_schema.SCHEMATA WHERE SCHEMA_NAME NOT IN "
+                "('mysql', 'information_schema', 'performance_schema', 'sys') "
+                "ORDER BY SCHEMA_NAME"
             )
-            value = orjson.dumps(
-                {
-                    "source": source,
-                    "ts_ms": _now_ms(),
-                    "databaseName": db,
-                    "schemaName": None,
-                    "ddl": query,
-                    "tableChanges": changes,
-                }
-            )
-            sink.ensure_topic(self.config.topic_prefix)
-            self._send(
-                self.config.topic_prefix,
-                orjson.dumps({"databaseName": db}),
-                value,
-                (file, txn_pos, event.packet.log_pos - event.packet.event_size, 0, gtid),
+            databases = [(str(d), str(c), str(o)) for d, c, o in cur.fetchall()]
+            tables = sorted(list_tables(cur))
+        now = _now_ms()
+
+        def source(db: str, table: str | None) -> dict[str, Any]:
+            return self._source(now, "true", db, table, 0, None, file, pos, 0, None)
+
+        self._schema_change(
+            "",
+            f"SET character_set_server={charset}, collation_server={collation}",
+            [],
+            source("", None),
+            None,
+            sink,
+        )
+        for db, table in tables:
+            self._schema_change(
+                db,
+                f"DROP TABLE IF EXISTS `{db}`.`{table}`",
+                [{"type": "DROP", "id": f'"{db}"."{table}"', "table": None}],
+                source(db, table),
+                None,
                 sink,
             )
-        self._boundary((file, end_pos, 0, -1, gtid))
+        for db, db_charset, db_collation in databases:
+            if not any(table_db == db for table_db, _ in tables):
+                continue
+            for ddl in (
+                f"DROP DATABASE IF EXISTS `{db}`",
+                f"CREATE DATABASE `{db}` CHARSET {db_charset} COLLATE {db_collation}",
+                f"USE `{db}`",
+            ):
+                self._schema_change(db, ddl, [], source(db, None), None, sink)
+            for table_db, table in tables:
+                if table_db != db:
+                    continue
+                meta = self._meta(db, table, refresh=True)
+                with conn.cursor(pymysql.cursors.Cursor) as cur:
+                    cur.execute(f"SHOW CREATE TABLE `{db}`.`{table}`")
+                    create = str(cur.fetchone()[1])  # type: ignore[index]
+                changes = [table_change(meta, "CREATE")] if meta is not None else []
+                self._schema_change(db, create, changes, source(db, table), None, sink)
 
     # -- ad-hoc incremental snapshot (DBLog watermarks) --------------------------------------
 

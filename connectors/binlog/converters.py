@@ -4,30 +4,43 @@ The binlog (python-mysql-replication) and the snapshot (PyMySQL) hand us Python 
 different shapes for the same column. Both are first described as a :class:`ColumnSpec`, so one
 table of converters decides the output for both paths and the two can never drift apart.
 
-Mapping (Debezium MySQL, ``decimal.handling.mode=string``, ``time.precision.mode=
+Mapping (Debezium's MariaDB connector, ``decimal.handling.mode=string``, ``time.precision.mode=
 adaptive_time_microseconds``, ``binary.handling.mode=bytes`` through JsonConverter):
 
 =================  ===========================================================
-DECIMAL            string keeping the scale (``"199.00"``), or float for ``double``
+DECIMAL            plain string keeping the scale (``"199.00"``, ``"0.0000000001"``,
+                   never exponent notation), or float for ``double``
+BIGINT UNSIGNED    signed 64-bit (``bigint.unsigned.handling.mode=long``: values above
+                   2^63-1 wrap, as Java's long does)
+FLOAT              the shortest decimal that reads back as the same 32-bit float
+                   (Java's Float.toString), not the float widened to 64 bits
 DATETIME(0-3)      epoch milliseconds of the wall-clock value read as UTC
 DATETIME(4-6)      epoch microseconds, same reading
 TIMESTAMP(n)       ISO-8601 UTC string ending in ``Z``; binlog rows padded to n
                    fraction digits, snapshot rows with trailing zeros dropped
 DATE               days since 1970-01-01
+zero dates         ``0000-00-00``: null (the binlog's zero TIMESTAMP is the epoch)
 TIME               microseconds
 JSON               the JSON text as a string
-ENUM / SET         the label / comma-joined labels in definition order
+ENUM / SET         the label / comma-joined labels in definition order; the empty SET is
+                   ``""``, not null
 BIT(1)             boolean
 BIT(n>1)           bytes, little-endian, base64 (as JsonConverter writes bytes)
-BLOB / BINARY      base64 string
+GEOMETRY           ``{wkb, srid}``; POINT columns ``{x, y, wkb, srid}``
+BLOB / BINARY      base64 string; BINARY(n) padded with zero bytes to n (the binlog
+                   drops trailing zero bytes, the table keeps them)
 TINYINT(1)         number (Debezium's default; the binlog cannot tell it from TINYINT)
 =================  ===========================================================
+
+docs/conformance.md has the differential test that holds this table to Debezium's MariaDB
+connector.
 """
 
 from __future__ import annotations
 
 import base64
 import datetime as dt
+import struct
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
@@ -75,6 +88,12 @@ class ColumnSpec:
     length: int | None = None
     scale: int | None = None
     optional: bool = True
+    #: UNSIGNED integer column (only BIGINT's values change: they wrap to Java's long)
+    unsigned: bool = False
+    #: 8 for BIGINT, 4 for a 32-bit FLOAT: the storage width where it changes the value
+    width: int = 0
+    #: BINARY(n): pad binlog values with zero bytes to n
+    pad: int = 0
 
 
 # --- python-mysql-replication column types -> ColumnSpec -------------------------------------
@@ -118,13 +137,23 @@ def spec_from_binlog_column(column: Any) -> ColumnSpec:
     kind = _BINLOG_KINDS.get(column.type)
     if kind is None:
         raise ValueError(f"column {column.name!r} has binlog type {column.type} omshub cannot map")
+    pad = 0
+    if column.type == 254 and getattr(column, "character_set_name", None) == "binary":
+        pad = int(getattr(column, "max_length", 0) or 0)
     return ColumnSpec(
         name=column.name,
         kind=kind,
         fsp=getattr(column, "fsp", 0) or 0,
         bits=getattr(column, "bits", 0) or 0,
         set_values=tuple(column.set_values or ()),
+        unsigned=bool(getattr(column, "unsigned", False)),
+        width=_BINLOG_WIDTHS.get(column.type, 0),
+        pad=pad,
     )
+
+
+#: Binlog types whose storage width decides the JSON value (BIGINT: 8, FLOAT: 4 bytes).
+_BINLOG_WIDTHS = {8: 8, 4: 4}
 
 
 # --- information_schema.COLUMNS -> ColumnSpec -------------------------------------------------
@@ -162,6 +191,19 @@ _IS_KINDS: dict[str, Kind] = {
     "set": Kind.SET,
     "bit": Kind.BIT,
     "json": Kind.JSON,
+    **dict.fromkeys(
+        (
+            "geometry",
+            "point",
+            "linestring",
+            "polygon",
+            "multipoint",
+            "multilinestring",
+            "multipolygon",
+            "geometrycollection",
+        ),
+        Kind.GEOMETRY,
+    ),
 }
 
 
@@ -185,6 +227,8 @@ def spec_from_information_schema(row: dict[str, Any]) -> ColumnSpec:
         length=int(length) if length is not None else None,
         scale=int(row["NUMERIC_SCALE"]) if row.get("NUMERIC_SCALE") is not None else None,
         optional=str(row.get("IS_NULLABLE", "YES")).upper() == "YES",
+        unsigned="unsigned" in column_type.lower(),
+        width=8 if data_type == "bigint" else 0,  # FLOAT arrives as the server's text: exact
     )
 
 
@@ -214,7 +258,55 @@ def _bytes_b64(value: Any) -> Any:
 
 
 def _decimal_str(value: Any) -> str:
-    return str(value) if isinstance(value, Decimal) else str(Decimal(str(value)))
+    if not isinstance(value, Decimal):
+        value = Decimal(str(value))
+    text = str(value)
+    # str() switches to exponent notation for small magnitudes (1E-10, 0E-30); Java's
+    # BigDecimal.toPlainString, which Debezium writes, never does
+    return format(value, "f") if "E" in text else text
+
+
+_LONG = 1 << 64
+_LONG_MAX = (1 << 63) - 1
+
+
+def _unsigned_long(value: int) -> int:
+    return value - _LONG if value > _LONG_MAX else value
+
+
+_FLOAT32 = struct.Struct("<f")
+
+
+def _float32(value: float) -> float:
+    """The shortest decimal reading back as the same 32-bit float, as Java prints a float."""
+    packed = _FLOAT32.pack(value)
+    for digits in range(1, 10):
+        candidate = float(f"{value:.{digits}g}")
+        try:
+            if _FLOAT32.pack(candidate) == packed:
+                return candidate
+        except OverflowError:  # rounded up past the largest float
+            continue
+    return value
+
+
+def _padded_b64(length: int) -> Converter:
+    def convert(value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.encode("utf-8", "surrogateescape")
+        raw = bytes(value)
+        return _b64(raw.ljust(length, b"\0") if len(raw) < length else raw)
+
+    return convert
+
+
+def _or_none_for_zero(convert: Converter) -> Converter:
+    """Snapshot values of zero dates: PyMySQL hands back the text it cannot parse."""
+
+    def guarded(value: Any) -> Any:
+        return None if isinstance(value, str) else convert(value)
+
+    return guarded
 
 
 def _decimal_double(value: Any) -> float:
@@ -315,25 +407,47 @@ def _geometry(value: Any) -> dict[str, Any]:
     return {"wkb": _b64(raw[4:]), "srid": srid or None}
 
 
+_WKB_POINT = 1
+
+
+def _point(value: Any) -> dict[str, Any]:
+    """A POINT column as Debezium's Point: the coordinates first, then WKB and SRID."""
+    raw = bytes(value)
+    wkb = raw[4:]
+    x = y = None
+    if len(wkb) >= 21:
+        order = "<" if wkb[0] == 1 else ">"
+        (kind,) = struct.unpack_from(order + "I", wkb, 1)
+        if kind == _WKB_POINT:
+            x, y = struct.unpack_from(order + "dd", wkb, 5)
+    srid = int.from_bytes(raw[:4], "little") if len(raw) >= 4 else 0
+    return {"x": x, "y": y, "wkb": _b64(wkb), "srid": srid or None}
+
+
 def converter_for(
     spec: ColumnSpec, *, snapshot: bool, decimal_mode: str = "string"
 ) -> Converter | None:
     """The converter for one column, or ``None`` when the Python value is already right."""
     kind = spec.kind
-    if kind in (Kind.INT, Kind.FLOAT, Kind.YEAR, Kind.ENUM):
+    if kind is Kind.INT:
+        return _unsigned_long if spec.unsigned and spec.width == 8 else None
+    if kind is Kind.FLOAT:
+        return _float32 if spec.width == 4 else None
+    if kind in (Kind.YEAR, Kind.ENUM):
         return None
     if kind is Kind.STRING:
-        return _text_or_b64
+        return _padded_b64(spec.pad) if spec.pad else _text_or_b64
     if kind is Kind.BYTES:
         return _bytes_b64
     if kind is Kind.DECIMAL:
         return _decimal_double if decimal_mode == "double" else _decimal_str
     if kind is Kind.DATETIME:
-        return _datetime_us if spec.fsp > 3 else _datetime_ms
+        convert = _datetime_us if spec.fsp > 3 else _datetime_ms
+        return _or_none_for_zero(convert) if snapshot else convert
     if kind is Kind.TIMESTAMP:
-        return _timestamp_trimmed if snapshot else _timestamp_padded(spec.fsp)
+        return _or_none_for_zero(_timestamp_trimmed) if snapshot else _timestamp_padded(spec.fsp)
     if kind is Kind.DATE:
-        return _date_days
+        return _or_none_for_zero(_date_days) if snapshot else _date_days
     if kind is Kind.TIME:
         return _time_us
     if kind is Kind.SET:
@@ -342,7 +456,7 @@ def converter_for(
         return _bit_converter(spec.bits)
     if kind is Kind.JSON:
         return _json_text
-    return _geometry
+    return _point if spec.type_name == "POINT" else _geometry
 
 
 class RowConverter:

@@ -4,7 +4,9 @@ python-mysql-replication parses each value through a generic reader that re-disp
 column type for every value of every row; that is ~80% of the connector's time. This module
 compiles, once per TableMapEvent, a list of small readers over one ``bytes`` buffer and decodes
 rows with ``struct.unpack_from``, producing exactly the Python values the library would (same
-types, same dict shape), so everything downstream is unchanged.
+types, same dict shape), so everything downstream is unchanged. One exception: the empty SET is an
+empty set where the library says None, as for NULL; Debezium writes ``""`` for it, and
+:func:`library_rows` mends the library's rows the same way.
 
 Only what the hot tables use is compiled: integers, floats, DECIMAL, strings and blobs, the
 date/time types, ENUM, SET and BIT. Anything else (MySQL binary JSON, GEOMETRY, partial JSON
@@ -219,8 +221,8 @@ def _enum(size: int, labels: list[str]) -> Reader:
 def _set(size: int, labels: list[str]) -> Reader:
     def read(buf: bytes, pos: int) -> tuple[Any, int]:
         mask = int.from_bytes(buf[pos : pos + size], "little")
-        members = {v for i, v in enumerate(labels) if mask & (1 << i)}
-        return (members or None), pos + size
+        # the empty SET stays an empty set, not None as in the library (see library_rows)
+        return {v for i, v in enumerate(labels) if mask & (1 << i)}, pos + size
 
     return read
 
@@ -349,3 +351,24 @@ def _bitmap(raw: Any) -> int:
     if isinstance(raw, int):
         return raw
     return int.from_bytes(bytes(raw), "little")
+
+
+_EMPTY_SET = "empty set"  # pymysqlreplication.constants.NONE_SOURCE.EMPTY_SET
+
+
+def library_rows(event: Any) -> list[dict[str, Any]]:
+    """The library's rows, with the empty SET (which it reads as None) as an empty set."""
+    rows: list[dict[str, Any]] = event.rows
+    for row in rows:
+        for image, sources in (
+            ("values", "none_sources"),
+            ("before_values", "before_none_sources"),
+            ("after_values", "after_none_sources"),
+        ):
+            reasons = row.get(sources)
+            if reasons and _EMPTY_SET in reasons.values():
+                values = row[image]
+                for name, reason in reasons.items():
+                    if reason == _EMPTY_SET:
+                        values[name] = set()
+    return rows

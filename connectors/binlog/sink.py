@@ -24,8 +24,14 @@ class KafkaSink:
         key: bytes | None,
         value: bytes | None,
         on_delivery: Callable[[Any, Any], None],
+        partition: int | None = None,
     ) -> None:
-        self._producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
+        if partition is None:
+            self._producer.produce(topic, value=value, key=key, on_delivery=on_delivery)
+        else:
+            self._producer.produce(
+                topic, value=value, key=key, on_delivery=on_delivery, partition=partition
+            )
 
     def poll(self, timeout: float) -> int:
         return int(self._producer.poll(timeout))

@@ -176,6 +176,7 @@ def start_connector(bootstrap: str, tmp_path: Path) -> Iterator[Callable[..., Ru
         offsets_path: Path | None = None,
         status_path: Path | None = None,
         wait_running: bool = True,
+        fast_rows: bool = True,
         **overrides: str,
     ) -> RunningConnector:
         doc = document or connector_document(params.database, **overrides)
@@ -190,6 +191,7 @@ def start_connector(bootstrap: str, tmp_path: Path) -> Iterator[Callable[..., Ru
             status_path=status_path or tmp_path / f"{config.name}.status.json",
             control_path=control_path(status_path) if status_path else None,
             reconnect_max_s=2.0,
+            fast_rows=fast_rows,
         )
         handle = RunningConnector(connector, threading.Thread(), config, offsets)
 

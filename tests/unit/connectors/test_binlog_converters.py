@@ -70,10 +70,22 @@ def test_decimal_string_keeps_scale(snapshot: bool, value: Decimal, expected: st
 
 
 @BOTH_PATHS
-def test_decimal_string_matches_java_bigdecimal_tostring(snapshot: bool) -> None:
-    # Debezium's string mode is BigDecimal.toString(), which switches to exponent notation for
-    # small magnitudes exactly like Python's Decimal.__str__ (both follow the same spec).
-    assert convert(Kind.DECIMAL, Decimal("0.0000000100"), snapshot=snapshot) == "1.00E-8"
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (Decimal("0.0000000100"), "0.0000000100"),
+        (Decimal("0E-10"), "0.0000000000"),
+        (Decimal("-1E-30"), "-0.000000000000000000000000000001"),
+        (Decimal("0.0000001"), "0.0000001"),
+        (Decimal("9" * 35 + "." + "9" * 30), "9" * 35 + "." + "9" * 30),
+    ],
+)
+def test_decimal_string_is_plain_never_exponent(
+    snapshot: bool, value: Decimal, expected: str
+) -> None:
+    # Debezium's MariaDB connector writes BigDecimal.toPlainString() (the differential test saw
+    # "0.0000000001" for DECIMAL(20,10)); Python's str() would say 1E-10.
+    assert convert(Kind.DECIMAL, value, snapshot=snapshot) == expected
 
 
 @BOTH_PATHS
@@ -717,3 +729,145 @@ def test_spec_from_binlog_column_drives_binlog_conversion() -> None:
 def test_spec_from_binlog_column_unknown_type_raises(type_code: int) -> None:
     with pytest.raises(ValueError, match=r"'weird'.*" + str(type_code)):
         spec_from_binlog_column(column("weird", type_code))
+
+
+# --- found by the differential test against Debezium's MariaDB connector (docs/conformance.md)
+
+
+@BOTH_PATHS
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (0, 0),
+        (9223372036854775807, 9223372036854775807),
+        (9223372036854775808, -9223372036854775808),
+        (18446744073709551615, -1),
+    ],
+)
+def test_bigint_unsigned_wraps_to_java_long(snapshot: bool, value: int, expected: int) -> None:
+    assert convert(Kind.INT, value, snapshot=snapshot, unsigned=True, width=8) == expected
+
+
+@pytest.mark.parametrize("width", [0, 4])
+def test_smaller_unsigned_integers_are_unchanged(width: int) -> None:
+    assert convert(Kind.INT, 4294967295, snapshot=False, unsigned=True, width=width) == 4294967295
+
+
+def test_signed_bigint_has_no_converter() -> None:
+    assert converter_for(ColumnSpec("c", Kind.INT, width=8), snapshot=False) is None
+
+
+def _as_float32(value: float) -> float:
+    return float(struct.unpack("<f", struct.pack("<f", value))[0])
+
+
+@pytest.mark.parametrize(
+    ("stored", "expected"),
+    [
+        (3.40282e38, 3.40282e38),
+        (-3.40282e38, -3.40282e38),
+        (-1.17549e-38, -1.17549e-38),
+        (1.5, 1.5),
+        (0.1, 0.1),
+        (0.0, 0.0),
+        (16777217.0, 16777216.0),  # not a float32: the nearest one is what the column holds
+        (3.4028234663852886e38, 3.4028235e38),  # the largest float32: 8 digits round up past it
+    ],
+)
+def test_binlog_float_is_the_shortest_decimal_of_the_32_bit_value(
+    stored: float, expected: float
+) -> None:
+    assert convert(Kind.FLOAT, _as_float32(stored), snapshot=False, width=4) == expected
+
+
+def test_double_and_snapshot_float_are_unchanged() -> None:
+    assert converter_for(ColumnSpec("c", Kind.FLOAT, width=0), snapshot=True) is None
+    assert convert(Kind.FLOAT, 0.1 + 0.2, snapshot=False) == 0.1 + 0.2
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (b"\x01\x02", b"\x01\x02\x00\x00\x00\x00\x00\x00"),
+        (b"", b"\x00" * 8),
+        (b"\xff" * 8, b"\xff" * 8),
+        (b"\x00", b"\x00" * 8),
+    ],
+)
+def test_binlog_binary_n_is_padded_with_zero_bytes(value: bytes, expected: bytes) -> None:
+    assert convert(Kind.STRING, value, snapshot=False, pad=8) == b64(expected)
+
+
+def test_binary_column_from_the_binlog_pads_to_its_length() -> None:
+    column = SimpleNamespace(
+        name="b", type=254, character_set_name="binary", max_length=8, set_values=None
+    )
+    assert spec_from_binlog_column(column).pad == 8
+    text = SimpleNamespace(
+        name="c", type=254, character_set_name="utf8mb4", max_length=40, set_values=None
+    )
+    assert spec_from_binlog_column(text).pad == 0
+
+
+@pytest.mark.parametrize(
+    ("kind", "fsp"),
+    [(Kind.DATE, 0), (Kind.DATETIME, 0), (Kind.DATETIME, 6), (Kind.TIMESTAMP, 3)],
+)
+def test_snapshot_zero_dates_are_null(kind: Kind, fsp: int) -> None:
+    # PyMySQL hands back the text of a date it cannot represent
+    assert convert(kind, "0000-00-00 00:00:00", snapshot=True, fsp=fsp) is None
+    assert convert(kind, "0000-00-00", snapshot=True, fsp=fsp) is None
+
+
+def test_empty_set_is_an_empty_string() -> None:
+    assert convert(Kind.SET, set(), snapshot=False, set_values=("x", "y")) == ""
+    assert convert(Kind.SET, "", snapshot=True, set_values=("x", "y")) == ""
+
+
+def test_information_schema_marks_unsigned_bigint() -> None:
+    row = {
+        "COLUMN_NAME": "n",
+        "DATA_TYPE": "bigint",
+        "COLUMN_TYPE": "bigint(20) unsigned",
+        "NUMERIC_PRECISION": 20,
+        "IS_NULLABLE": "NO",
+    }
+    spec = spec_from_information_schema(row)
+    assert (spec.unsigned, spec.width) == (True, 8)
+    assert convert(Kind.INT, 2**64 - 1, snapshot=True, unsigned=True, width=8) == -1
+
+
+def _mysql_geometry(srid: int, wkb: bytes) -> bytes:
+    return srid.to_bytes(4, "little") + wkb
+
+
+@BOTH_PATHS
+def test_point_column_has_coordinates_then_wkb_and_srid(snapshot: bool) -> None:
+    wkb = bytes([1]) + struct.pack("<I", 1) + struct.pack("<dd", 13.4, 52.5)
+    got = convert(Kind.GEOMETRY, _mysql_geometry(4326, wkb), snapshot=snapshot, type_name="POINT")
+    assert got == {"x": 13.4, "y": 52.5, "wkb": b64(wkb), "srid": 4326}
+    assert list(got) == ["x", "y", "wkb", "srid"]
+
+
+def test_big_endian_point_is_read_in_its_byte_order() -> None:
+    wkb = bytes([0]) + struct.pack(">I", 1) + struct.pack(">dd", -1.5, 2.0)
+    got = convert(Kind.GEOMETRY, _mysql_geometry(0, wkb), snapshot=False, type_name="POINT")
+    assert (got["x"], got["y"], got["srid"]) == (-1.5, 2.0, None)
+
+
+def test_truncated_point_keeps_its_bytes_without_coordinates() -> None:
+    got = convert(Kind.GEOMETRY, _mysql_geometry(0, b"\x01\x01"), snapshot=False, type_name="POINT")
+    assert (got["x"], got["y"], got["wkb"]) == (None, None, b64(b"\x01\x01"))
+
+
+def test_other_geometry_columns_have_no_coordinates() -> None:
+    wkb = bytes([1]) + struct.pack("<I", 1) + struct.pack("<dd", 1.0, 2.0)
+    got = convert(Kind.GEOMETRY, _mysql_geometry(0, wkb), snapshot=False, type_name="GEOMETRY")
+    assert got == {"wkb": b64(wkb), "srid": None}
+
+
+def test_spatial_types_from_information_schema_are_geometry() -> None:
+    for data_type in ("point", "linestring", "polygon", "geometry", "multipolygon"):
+        row = {"COLUMN_NAME": "g", "DATA_TYPE": data_type, "COLUMN_TYPE": data_type}
+        spec = spec_from_information_schema(row)
+        assert (spec.kind, spec.type_name) == (Kind.GEOMETRY, data_type.upper())

@@ -39,7 +39,14 @@ class NullSink:
         self.polls = 0
         self.closed = False
 
-    def produce(self, topic: str, key: bytes | None, value: bytes | None, on_delivery: Any) -> None:
+    def produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        on_delivery: Any,
+        partition: int | None = None,
+    ) -> None:
         on_delivery(None, None)
 
     def poll(self, timeout: float) -> int:
