@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import pymysql
-from confluent_kafka import Consumer, TopicPartition
+from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 from pymysqlreplication import BinLogStreamReader
 from pymysqlreplication.row_event import WriteRowsEvent
 from rich.console import Console
@@ -49,6 +49,11 @@ from omshub.stack import LocalStack
 from omshub.stack_connect import CONNECT, connect_component, exporter_url, read_exporter
 
 BATCH = 1000
+_NOT_YET = {
+    KafkaError.NOT_LEADER_FOR_PARTITION,
+    KafkaError.LEADER_NOT_AVAILABLE,
+    KafkaError.UNKNOWN_TOPIC_OR_PART,
+}
 POLL_S = 0.05  # a light poll: the embedded connector's thread must keep the GIL to itself
 
 
@@ -124,12 +129,20 @@ class TopicEnd:
         )
         metadata = self.consumer.list_topics(topic, timeout=10)
         self.partitions = sorted(metadata.topics[topic].partitions)
+        self.last = 0
 
     def count(self) -> int:
-        return sum(
-            self.consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=5)[1]
-            for p in self.partitions
-        )
+        """The last count the broker gave when it cannot answer yet (a new topic's leaders are
+        still being elected): the caller polls again, under its own deadline."""
+        try:
+            self.last = sum(
+                self.consumer.get_watermark_offsets(TopicPartition(self.topic, p), timeout=5)[1]
+                for p in self.partitions
+            )
+        except KafkaException as exc:
+            if not exc.args[0].retriable() and exc.args[0].code() not in _NOT_YET:
+                raise
+        return self.last
 
     def close(self) -> None:
         self.consumer.close()
