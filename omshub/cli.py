@@ -513,7 +513,7 @@ def sandbox_serve(ctx: click.Context) -> None:
 
     settings = _settings(ctx)
     setup_logging(settings.log_level)
-    run(settings.sandbox_host, settings.sandbox_port)
+    run(settings.sandbox_host, settings.sandbox_port, settings.sandbox_idempotency_window_s)
 
 
 @sandbox.command("stats")

@@ -36,6 +36,14 @@ accepts), ``duplicates`` (replayed first answers), ``unique_keys`` (distinct acc
 ``received == accepted + duplicates + sum(faults)`` once in-flight timeouts have been counted
 (they are counted when drawn).
 
+Idempotency is kept for a window, as a real downstream keeps its keys for a time (Stripe: 24 h)
+and not forever: a key's first answer is replayed for ``idempotency_window_s`` after it was
+accepted (``OMSHUB_SANDBOX_IDEMPOTENCY_WINDOW_S``), then forgotten, and a later request with it is
+processed fresh. The default covers every re-send the hub makes by itself (worker retries, the
+slowest pool's about 11 minutes of backoff; the sweeper's re-drive of a stuck PENDING row), so
+the hub's duplicates meet the window; only a replay long after is a new request, as it would be
+at a downstream. :meth:`Sandbox.drain` ends the window of the keys it hands over.
+
 Everything lives in memory in one :class:`Sandbox`; handlers are lean (no per-request logging,
 dict lookups, orjson) because benchmarks push thousands of requests per second through it.
 """
@@ -43,6 +51,7 @@ dict lookups, orjson) because benchmarks push thousands of requests per second t
 from __future__ import annotations
 
 import asyncio
+import collections
 import json
 import logging
 import random
@@ -67,6 +76,9 @@ log = logging.getLogger(__name__)
 
 MAX_RECORDS = 1_000_000
 """Requests kept with their bodies; beyond this only counts, keys and first answers are kept."""
+
+IDEMPOTENCY_WINDOW_S = 900.0
+"""How long an accepted key's first answer is replayed (see the module docstring)."""
 
 DEFAULT_REQUESTS_LIMIT = 1000
 SHUTDOWN_TIMEOUT_S = 1.0
@@ -138,12 +150,14 @@ class _Counters:
     f4xx: int = 0
     fgarbage: int = 0
     keys: set[str] = field(default_factory=set)
+    #: keys dropped from ``keys`` (window ended, or drained): still counted as unique keys
+    forgotten: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
             "received": self.received,
             "accepted": self.accepted,
-            "unique_keys": len(self.keys),
+            "unique_keys": len(self.keys) + self.forgotten,
             "duplicates": self.duplicates,
             "faults": {
                 "5xx": self.f5xx,
@@ -202,7 +216,11 @@ class Sandbox:
         seed: int | None = 0,
         max_records: int = MAX_RECORDS,
         routes: Mapping[str, str] | None = None,
+        idempotency_window_s: float = IDEMPOTENCY_WINDOW_S,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
+        if not idempotency_window_s > 0:
+            raise ValueError(f"idempotency_window_s must be > 0, got {idempotency_window_s!r}")
         # path -> system; defaults to every push type's endpoint.
         self.routes: dict[str, str] = dict(
             routes or {e.path: e.system for e in PUSH_TYPES.values()}
@@ -212,6 +230,8 @@ class Sandbox:
                 raise ValueError(f"bad sandbox route {path!r} -> {system!r}")
         self.systems: tuple[str, ...] = tuple(sorted(set(SYSTEMS) | set(self.routes.values())))
         self.max_records = max_records
+        self.idempotency_window_s = float(idempotency_window_s)
+        self._clock = clock
         self.rng = random.Random(seed)
         self._star: dict[str, Any] = {}
         self._per_system: dict[str, dict[str, Any]] = {}
@@ -227,7 +247,11 @@ class Sandbox:
         self.records_dropped = 0
         self._seq = 0
         self._by_key: dict[str, list[_Record]] = {}
-        self.first_answers: dict[tuple[str, str], bytes] = {}
+        # (path, key) -> (first answer, end of its window), in acceptance order: the oldest
+        # first, so expiry pops from the front, and a drain deletes from anywhere, in O(1)
+        self.first_answers: collections.OrderedDict[tuple[str, str], tuple[bytes, float]] = (
+            collections.OrderedDict()
+        )
         self.counters: dict[str, _Counters] = {s: _Counters() for s in self.systems}
 
     def reset(self) -> None:
@@ -248,9 +272,26 @@ class Sandbox:
             if record.key is not None:
                 self._by_key.setdefault(record.key, []).append(record)
         for record in done:
-            if record.key is not None:
-                self.first_answers.pop((record.path, record.key), None)
+            if record.key is not None and (record.path, record.key) in self.first_answers:
+                del self.first_answers[(record.path, record.key)]
+                self._forget_key(record.path, record.key)
         return [r.as_dict() for r in done]
+
+    def _expire(self, now: float) -> None:
+        """Forget the first answers whose window has ended (oldest first)."""
+        answers = self.first_answers
+        while answers:
+            answer_key, (_answer, ends) = next(iter(answers.items()))
+            if ends > now:
+                return
+            del answers[answer_key]
+            self._forget_key(*answer_key)
+
+    def _forget_key(self, path: str, key: str) -> None:
+        counters = self.counters.get(self.routes.get(path, ""))
+        if counters is not None and key in counters.keys:
+            counters.keys.discard(key)
+            counters.forgotten += 1
 
     # -- faults -------------------------------------------------------------------------------
 
@@ -409,9 +450,12 @@ class Sandbox:
                 record.status, record.outcome = 200, "garbage"
                 return web.Response(body=_GARBAGE_BODY, status=200, content_type="text/html")
 
+        now = self._clock()
+        self._expire(now)
         answer_key = (path, key)
-        answer = self.first_answers.get(answer_key)
-        if answer is not None:
+        remembered = self.first_answers.get(answer_key)
+        if remembered is not None:
+            answer = remembered[0]
             counters.duplicates += 1
             record.status, record.outcome = 200, "duplicate"
             return web.Response(
@@ -422,14 +466,14 @@ class Sandbox:
         self._next_id[system] = seq
         answer_id = f"{system}-{seq}"
         # Formatted rather than orjson.dumps'd: orjson's small results keep a 4 KiB buffer,
-        # and first answers live as long as the sandbox (one per accepted key).
+        # and first answers live for their window (one per accepted key).
         answer = _ACCEPTED % (
             answer_id.encode(),
             system.encode(),
             orjson.dumps(key),
             datetime.now(UTC).isoformat().encode(),
         )
-        self.first_answers[answer_key] = answer
+        self.first_answers[answer_key] = (answer, now + self.idempotency_window_s)
         counters.accepted += 1
         counters.keys.add(key)
         record.status, record.outcome, record.answer_id = 200, "accepted", answer_id
@@ -461,7 +505,8 @@ class Sandbox:
         return {"systems": systems, "total": total}
 
     def keys(self, system: str) -> set[str]:
-        """The idempotency keys accepted by one system (on any of its paths)."""
+        """The idempotency keys one system (on any of its paths) accepted and still remembers
+        (within the window, not drained)."""
         if system not in self.counters:
             raise ValueError(f"unknown system {system!r}; use one of {', '.join(self.systems)}")
         return set(self.counters[system].keys)
@@ -705,7 +750,7 @@ async def serve(host: str, port: int, sandbox: Sandbox | None = None) -> None:
         await runner.cleanup()
 
 
-def run(host: str, port: int) -> None:
+def run(host: str, port: int, idempotency_window_s: float = IDEMPOTENCY_WINDOW_S) -> None:
     """Run the sandbox in the foreground (``omshub sandbox``) until SIGINT/SIGTERM."""
     log.info(
         "sandbox starting",
@@ -713,7 +758,7 @@ def run(host: str, port: int) -> None:
     )
     try:
         web.run_app(
-            build_app(),
+            build_app(Sandbox(idempotency_window_s=idempotency_window_s)),
             host=host,
             port=port,
             print=None,

@@ -142,6 +142,12 @@ class Settings(BaseSettings):
     sandbox_host: str = Field("127.0.0.1", description="Address the sandbox downstreams bind to.")
     sandbox_port: int = Field(18080, description="Port of the sandbox downstream systems.")
     start_sandbox: bool = Field(True, description="Whether `omshub up` starts the sandbox.")
+    sandbox_idempotency_window_s: float = Field(
+        900.0,
+        gt=0,
+        description="How long the sandbox replays an accepted Idempotency-Key's first answer "
+        "before it forgets the key, as a downstream keeps its keys for a time.",
+    )
     downstream_base_url: str = Field(
         "http://127.0.0.1:18080",
         description="Base URL of the downstream systems; the sandbox serves all of them.",

@@ -321,7 +321,17 @@ def _mariadb_argv(settings: Settings, paths: MariaDBPaths, log_file: Path) -> li
         f"--server-id={settings.mysql_server_id}",
         f"--log-error={log_file}",
         "--skip-name-resolve",
-        "--innodb-buffer-pool-size=256M",
+        # A cache grows until it is full. A 128 MiB pool (MariaDB's default) holds the hub's
+        # working set (the OMS tables, the push table's recent tail) many times over, and
+        # --memlock faults the server's memory in at start, so its RSS is its working size from
+        # the first minute and later growth means something else (docs/benchmarks.md, soak).
+        # mariadbd locks only when run as root and goes on unlocked where it may not lock.
+        # Locked caches are paid in full, so MyISAM's key cache (no MyISAM tables here) and
+        # Aria's page cache (system and internal temporary tables) are cut from 128 MiB each.
+        "--innodb-buffer-pool-size=128M",
+        "--memlock",
+        "--key-buffer-size=8M",
+        "--aria-pagecache-buffer-size=16M",
         "--innodb-flush-log-at-trx-commit=2",
         "--sync-binlog=0",
         "--max-connections=500",

@@ -380,6 +380,50 @@ async def test_drain_hands_over_each_record_once_and_keeps_counters(client: Clie
     assert (await get_json(client, "/_admin/stats"))["total"]["duplicates"] == 1
 
 
+async def test_a_key_is_replayed_within_its_window_and_processed_fresh_after_it() -> None:
+    now = [1000.0]
+    sandbox = Sandbox(seed=1, idempotency_window_s=60.0, clock=lambda: now[0])
+    async with TestClient(TestServer(build_app(sandbox))) as client:
+        first = await push(client, key="w1")
+        now[0] += 59.0
+        assert await push(client, key="w1") == first  # byte-identical replay inside the window
+        now[0] += 1.0
+        again = await push(client, key="w1")
+        assert again[0] == 200 and again[1] != first[1]  # a new request: a new id
+        assert orjson.loads(again[1])["id"] == "wms-2"
+        wms = (await get_json(client, "/_admin/stats"))["systems"]["wms"]
+        # a key accepted again after its window is new to the downstream, and counted again
+        assert (wms["accepted"], wms["duplicates"], wms["unique_keys"]) == (2, 1, 2)
+        assert await get_json(client, "/_admin/keys", system="wms") == ["w1"]
+
+
+async def test_the_window_bounds_the_per_key_state_of_a_long_run() -> None:
+    now = [0.0]
+    sandbox = Sandbox(seed=1, idempotency_window_s=10.0, clock=lambda: now[0])
+    async with TestClient(TestServer(build_app(sandbox))) as client:
+        for second in range(100):
+            now[0] = float(second)
+            await push(client, key=f"k{second}")
+        # only the last 10 s of keys are remembered; every key was still counted once
+        assert len(sandbox.first_answers) == 10
+        assert sandbox.keys("wms") == {f"k{s}" for s in range(90, 100)}
+        assert (await get_json(client, "/_admin/stats"))["systems"]["wms"]["unique_keys"] == 100
+
+
+async def test_drained_keys_leave_the_key_set_and_stay_counted(client: Client) -> None:
+    await push(client, key="d1")
+    await push(client, key="d2")
+    async with client.post("/_admin/drain") as resp:
+        assert len(await resp.json()) == 2
+    assert await get_json(client, "/_admin/keys", system="wms") == []
+    assert (await get_json(client, "/_admin/stats"))["systems"]["wms"]["unique_keys"] == 2
+
+
+def test_a_window_must_be_positive() -> None:
+    with pytest.raises(ValueError, match="idempotency_window_s must be > 0"):
+        Sandbox(idempotency_window_s=0)
+
+
 async def test_drain_keeps_a_request_still_being_answered(client: Client) -> None:
     await set_faults(client, system="wms", latency_ms=300)
     slow = asyncio.create_task(push(client, key="slow"))
