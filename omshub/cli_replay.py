@@ -405,7 +405,10 @@ def replay_topic(
                 if dry_run:
                     console.print("dry run: nothing changed, and the real run would be refused:")
                 raise
-            console.print(f"group {group!r} is idle (state {state.state})")
+            if state.state == "DEAD":
+                console.print(f"group {group!r} does not exist yet: moving it creates it")
+            else:
+                console.print(f"group {group!r} is idle (state {state.state})")
             if dry_run:
                 console.print(f"dry run: {len(moves)} partitions would be moved; nothing changed")
                 return

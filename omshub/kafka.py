@@ -570,7 +570,9 @@ class Kafka:
         progress_at = time.monotonic()
         try:
             while remaining:
-                batch = reader.consume(num_messages=1000, timeout=0.2)
+                # consume() waits its whole timeout unless the batch fills: short, so a read
+                # ends soon after the last end-of-partition event
+                batch = reader.consume(num_messages=1000, timeout=0.05)
                 if batch:
                     progress_at = time.monotonic()
                 elif time.monotonic() - progress_at > self.timeout:

@@ -598,6 +598,13 @@ def test_a_broker_that_does_not_answer_exits_1_with_its_reason(fakes: dict[str, 
     assert fakes["kafka"].closed
 
 
+def test_replay_topic_of_a_new_group_says_it_creates_it(fakes: dict[str, Any]) -> None:
+    result = run("replay", "topic", "orders", "--group", "fresh", "--to-offset", "3", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "'fresh' does not exist yet" in result.output
+    assert fakes["kafka"].committed("fresh") == {("orders", 0): 3, ("orders", 1): 3}
+
+
 def test_replay_topic_dry_run_then_yes(fakes: dict[str, Any]) -> None:
     result = run(
         "replay", "topic", "orders", "--group", "g", "--to-offset", "earliest", "--dry-run"
