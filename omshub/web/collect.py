@@ -25,7 +25,7 @@ import orjson
 from connectors.binlog.control import control_path, read_control
 from omshub import procs
 from omshub.fileio import read_json
-from omshub.kafka import Kafka, UnknownGroupError
+from omshub.kafka import Kafka, PartitionLag, UnknownGroupError
 from omshub.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -180,17 +180,38 @@ class Collector:
     def groups(self) -> list[str]:
         return list(dict.fromkeys([self.settings.app_id, *self.settings.web_lag_groups]))
 
-    def lag(self, now: float) -> list[dict[str, Any]]:
+    def lag(self, now: float, workers: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Per partition of each watched group: committed offset, log end, lag in records and
-        the age of the oldest record it has not consumed. The partitions are those the group
-        committed on or has assigned (DescribeGroups), and those seen before."""
+        the age of the oldest record it has not consumed.
+
+        The partitions are those the group committed on or has assigned to a member
+        (DescribeGroups), those seen before, and for the workers' group those the workers' status
+        files list: Kafka forgets a group's assignment when its members leave, so a partition
+        that got records but no commit yet would vanish from the table exactly when the workers
+        are down and work waits.
+        """
+        listed: set[tuple[str, int]] = set()
+        for worker in workers:
+            for item in worker["assigned"]:
+                topic, _, part = str(item).rpartition(":")
+                if part.isdigit():
+                    listed.add((topic, int(part)))
         out: list[dict[str, Any]] = []
         for group in self.groups():
             known = self._known_partitions.setdefault(group, set())
+            if group == self.settings.app_id:
+                known |= listed
             try:
                 partitions = self.kafka.lag(group, also=known)
             except UnknownGroupError:
-                continue  # nobody joined nor committed yet
+                if not known:
+                    continue  # nobody joined nor committed yet
+                # no members and no offsets (yet or any more): all of it waits
+                bounds = self.kafka.watermarks(known)
+                partitions = [
+                    PartitionLag(group, t, p, None, low, high)
+                    for (t, p), (low, high) in sorted(bounds.items())
+                ]
             # Faust's internal assignor topic says nothing about work waiting
             partitions = [p for p in partitions if not p.topic.startswith(f"{group}-__")]
             known.update((p.topic, p.partition) for p in partitions)
@@ -252,7 +273,7 @@ class Collector:
             "errors": [],
         }
         try:
-            snap["lag"] = self.lag(now)
+            snap["lag"] = self.lag(now, workers)
             snap["dlq"] = self.dlq()
         except Exception as exc:  # noqa: BLE001 - broker down: show it, keep sampling
             log.warning("broker figures unavailable", extra={"error": str(exc)})

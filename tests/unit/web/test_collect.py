@@ -317,6 +317,19 @@ def test_lag_keeps_partitions_once_the_members_are_gone(
     assert ("omshub", WMS, 2) in {(r["group"], r["topic"], r["partition"]) for r in rows}
 
 
+def test_partitions_of_stopped_workers_count_from_their_status_files(
+    collector: Collector, run_dir: Path, kafka: FakeKafka, clock: FakeClock
+) -> None:
+    # the workers stopped before committing anything: Kafka no longer knows the group
+    worker_status(run_dir, "worker", pid=DEAD_PID, assigned=[f"{WMS}:0", f"{WMS}:1", "bad"])
+    kafka.fill(WMS, 0, 0, 4, lambda _offset: int((clock.now - 8) * 1000))
+    kafka.add_topic(WMS, 2)  # partition 1: nothing written yet
+    rows = collector.snapshot()["lag"]
+    assert [(r["group"], r["partition"], r["committed"], r["lag"], r["lag_s"]) for r in rows] == [
+        ("omshub", 0, None, 4, 8.0)
+    ]
+
+
 def test_a_group_that_does_not_exist_yet_has_no_rows(
     collector: Collector, kafka: FakeKafka
 ) -> None:
