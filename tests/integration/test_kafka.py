@@ -47,6 +47,10 @@ def topic(kafka: Kafka, bootstrap: str) -> str:
     transactional.begin_transaction()
     transactional.produce(name, value=b"0:tx", partition=0, timestamp=BASE_MS + 10_000)
     transactional.commit_transaction(30)
+    # the coordinator writes the commit marker after it answered the commit
+    wait_until(
+        lambda: kafka.watermarks([(name, 0)])[(name, 0)][1] == 7, 15, what="the commit marker"
+    )
     return name
 
 
