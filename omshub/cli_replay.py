@@ -24,7 +24,8 @@ import click
 if TYPE_CHECKING:
     from rich.progress import Progress
 
-    from omshub.replay import ConfluentKafkaOps, DlqRead, KafkaOps, PushRow
+    from omshub.kafka import Kafka
+    from omshub.replay import DlqRead, PushRow
     from omshub.settings import Settings
     from processors.writeback import Database
 
@@ -55,11 +56,11 @@ def make_db(settings: Settings) -> Database:
     return Database(settings.mysql())
 
 
-def make_kafka(settings: Settings) -> KafkaOps | ConfluentKafkaOps:
+def make_kafka(settings: Settings) -> Kafka:
     """The broker client of these commands (tests replace this function)."""
-    from omshub.replay import ConfluentKafkaOps
+    from omshub.kafka import Kafka
 
-    return ConfluentKafkaOps(settings.bootstrap_servers)
+    return Kafka(settings.bootstrap_servers, timeout=15.0)
 
 
 @contextlib.contextmanager
@@ -94,22 +95,17 @@ def _database(settings: Settings) -> Iterator[Database]:
 
 
 @contextlib.contextmanager
-def _kafka(settings: Settings) -> Iterator[KafkaOps]:
-    ops = make_kafka(settings)
-    try:
-        yield ops
-    except Exception as exc:
-        from confluent_kafka import KafkaException
+def _kafka(settings: Settings) -> Iterator[Kafka]:
+    """The broker client; a broker that does not answer or refuses exits 1 with its reason."""
+    from omshub.errors import PermanentError, SourceUnavailableError
 
-        if isinstance(exc, KafkaException):
-            _fail(
-                f"the broker at {settings.bootstrap_servers} did not answer ({exc}); "
-                "is it running (omshub status)?",
-                1,
-            )
-        raise
+    kafka = make_kafka(settings)
+    try:
+        yield kafka
+    except (SourceUnavailableError, PermanentError) as exc:
+        _fail(str(exc), 1)
     finally:
-        ops.close()
+        kafka.close()
 
 
 def _confirm(question: str, yes: bool) -> None:
@@ -391,23 +387,10 @@ def replay_topic(
     with _errors():
         offset = parse_offset(to_offset) if to_offset is not None else None
         when = parse_time(to_time) if to_time is not None else None
-        with _kafka(settings) as ops:
-            with _progress(transient=True) as progress:
-                scan = progress.add_task("records scanned for the time", total=None, visible=False)
-
-                def on_scan(n: int) -> None:
-                    progress.update(scan, visible=True)
-                    progress.advance(scan, n)
-
-                moves = plan_topic_replay(
-                    ops,
-                    topic,
-                    group,
-                    to_offset=offset,
-                    to_time=when,
-                    partitions=partitions,
-                    on_scan=on_scan,
-                )
+        with _kafka(settings) as kafka:
+            moves = plan_topic_replay(
+                kafka, topic, group, to_offset=offset, to_time=when, partitions=partitions
+            )
             if when is not None:
                 console.print(
                     f"group {group!r} on {topic}: to the first record at or after "
@@ -417,17 +400,20 @@ def replay_topic(
                 console.print(f"group {group!r} on {topic}: to offset {offset}")
             console.print(_offsets_table(moves))
             try:
-                state = check_group_idle(ops, group)
+                state = check_group_idle(kafka, group)
             except Exception:
                 if dry_run:
                     console.print("dry run: nothing changed, and the real run would be refused:")
                 raise
-            console.print(f"group {group!r} is idle (state {state.state})")
+            if state.state == "DEAD":
+                console.print(f"group {group!r} does not exist yet: moving it creates it")
+            else:
+                console.print(f"group {group!r} is idle (state {state.state})")
             if dry_run:
                 console.print(f"dry run: {len(moves)} partitions would be moved; nothing changed")
                 return
             _confirm(f"move group {group!r} on {topic} ({len(moves)} partitions)?", yes)
-            apply_topic_replay(ops, group, topic, moves)
+            apply_topic_replay(kafka, group, topic, moves)
             console.print(
                 f"[green]moved group {group!r} on {topic}[/]: its consumers start from the new "
                 "offsets when they join"
@@ -462,14 +448,14 @@ def dlq() -> None:
     """Dead-lettered pushes (the <namespace>.dlq topic): list, show, requeue."""
 
 
-def _read_dlq(settings: Settings, ops: KafkaOps) -> DlqRead:
+def _read_dlq(settings: Settings, kafka: Kafka) -> DlqRead:
     from omshub.replay import read_dlq
     from schemas.pushes import dlq_topic
 
     topic = dlq_topic(settings.topic_namespace)
     with _progress(transient=True) as progress:
         task = progress.add_task(f"reading {topic}", total=None)
-        result = read_dlq(ops, topic, on_progress=lambda n: progress.advance(task, n))
+        result = read_dlq(kafka, topic, on_progress=lambda n: progress.advance(task, n))
     return result
 
 
@@ -492,8 +478,8 @@ def dlq_list(ctx: click.Context, limit: int, as_json: bool) -> None:
 
     settings = _cli()._settings(ctx)
     console = _console()
-    with _errors(), _kafka(settings) as ops:
-        read = _read_dlq(settings, ops)
+    with _errors(), _kafka(settings) as kafka:
+        read = _read_dlq(settings, kafka)
     entries = read.newest_first()
     shown = entries if limit == 0 else entries[:limit]
     rows: dict[int, PushRow] = {}
@@ -563,8 +549,8 @@ def dlq_show(ctx: click.Context, push_id: str) -> None:
     settings = _cli()._settings(ctx)
     console = _console()
     wanted = _parse_ids([push_id], "ID")[0]
-    with _errors(), _kafka(settings) as ops:
-        read = _read_dlq(settings, ops)
+    with _errors(), _kafka(settings) as kafka:
+        read = _read_dlq(settings, kafka)
     entry = read.entries.get(wanted)
     if entry is None:
         where = (
@@ -612,8 +598,8 @@ def dlq_requeue(
     if bool(ids) == all_failed:
         _fail("give push ids or --all (not both)")
     wanted = _parse_ids(ids, "ID")
-    with _errors(), _kafka(settings) as ops:
-        read = _read_dlq(settings, ops)
+    with _errors(), _kafka(settings) as kafka:
+        read = _read_dlq(settings, kafka)
     if wanted:
         unknown = [i for i in dict.fromkeys(wanted) if i not in read.entries]
         if unknown:

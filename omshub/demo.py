@@ -25,7 +25,7 @@ from typing import Any
 import pymysql
 from confluent_kafka import Consumer, TopicPartition
 
-from omshub.kafka import consumer_config
+from omshub.kafka import Kafka, reader_config
 from omshub.sandbox import SandboxClient
 from omshub.seed import (
     PRODUCTS,
@@ -258,15 +258,16 @@ def _finance_totals(
     settings: Settings, prefix: str, deadline: float, want: int
 ) -> dict[str, Decimal]:
     topic = FINANCE_TOPICS["refund"]
+    partitions = Kafka(settings.bootstrap_servers).partitions(topic)
+    if not partitions:
+        return {}
+    # it keeps reading while the demo's refunds arrive: no end-of-partition events
     consumer = Consumer(
-        consumer_config(settings.bootstrap_servers, f"omshub-demo-{uuid.uuid4().hex[:8]}", 6000)
+        reader_config(settings.bootstrap_servers, **{"enable.partition.eof": False})
     )
     values: list[bytes] = []
     try:
-        metadata = consumer.list_topics(timeout=10)
-        if topic not in metadata.topics:
-            return {}
-        consumer.assign([TopicPartition(topic, p, 0) for p in metadata.topics[topic].partitions])
+        consumer.assign([TopicPartition(topic, p, 0) for p in partitions])
         while time.monotonic() < deadline:
             batch = consumer.consume(5000, timeout=0.5)
             for m in batch:
@@ -295,22 +296,12 @@ def _stock_sent(settings: Settings) -> int:
 
 def _high_watermarks(settings: Settings, topics: list[str]) -> dict[str, int]:
     """Records per topic so far (sum of partition high watermarks)."""
-    consumer = Consumer(consumer_config(settings.bootstrap_servers, "omshub-demo-watermarks", 6000))
-    try:
-        metadata = consumer.list_topics(timeout=10)
-        result: dict[str, int] = {}
-        for topic in topics:
-            info = metadata.topics.get(topic)
-            if info is None or info.error is not None:
-                result[topic] = 0
-                continue
-            result[topic] = sum(
-                max(0, consumer.get_watermark_offsets(TopicPartition(topic, p), timeout=10)[1])
-                for p in info.partitions
-            )
-        return result
-    finally:
-        consumer.close()
+    kafka = Kafka(settings.bootstrap_servers)
+    listed = kafka.topics()
+    bounds = kafka.watermarks((t, p) for t in topics for p in listed.get(t, []))
+    return {
+        t: sum(high for (name, _p), (_low, high) in bounds.items() if name == t) for t in topics
+    }
 
 
 def run_demo(

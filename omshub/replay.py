@@ -1,8 +1,8 @@
 """Re-driving work: push rows, consumer-group offsets and the dead-letter topic.
 
 The logic behind ``omshub replay push|topic`` and ``omshub dlq list|show|requeue``. Clients are
-injected (a :class:`processors.writeback.Database`-like object for MySQL, a :class:`KafkaOps` for
-the broker) so the tests can swap them; nothing here prints.
+injected (a :class:`processors.writeback.Database`-like object for MySQL, an
+:class:`omshub.kafka.Kafka` for the broker) so the tests can swap them; nothing here prints.
 
 Re-driving a push
     A push is re-driven by an update that makes its row *enter* PENDING: that change event is what
@@ -18,40 +18,34 @@ Re-driving a push
 Moving a consumer group
     Offsets are altered with the admin API (OffsetCommit under the group), which a broker accepts
     only while the group has no members; the group's state is checked first so the refusal is
-    readable. Tansu (the local broker) answers a few calls differently from Apache Kafka, see
-    :class:`ConfluentKafkaOps`.
+    readable. A time is turned into offsets by the broker's ListOffsets by timestamp.
 """
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
-import logging
 import re
-from collections.abc import Callable, Generator, Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import orjson
 
 from omshub.errors import OmshubError
+from omshub.kafka import GroupActiveError, GroupInfo, Kafka, Record, UnknownGroupError
 from schemas.pushes import KNOWN_PUSH_TYPES, PushStatus
 
 __all__ = [
     "DEFAULT_BATCH",
     "TIME_FORMATS",
-    "ConfluentKafkaOps",
     "DlqEntry",
     "DlqRead",
-    "GroupState",
-    "KafkaOps",
     "OffsetMove",
     "PushFilter",
     "PushRow",
     "RedriveResult",
     "ReplayArgumentError",
     "ReplayRefusedError",
-    "TopicRecord",
     "check_group_idle",
     "fetch_pushes",
     "parse_offset",
@@ -61,8 +55,6 @@ __all__ = [
     "redrive",
     "select_pushes",
 ]
-
-_rdkafka_log = logging.getLogger(__name__ + ".rdkafka")
 
 DEFAULT_BATCH = 500
 """Rows re-driven per transaction (and per progress step)."""
@@ -391,64 +383,6 @@ def parse_offset(text: str) -> int | str:
 
 
 @dataclass(frozen=True, slots=True)
-class GroupState:
-    state: str  # STABLE, EMPTY, DEAD, PREPARING_REBALANCING, COMPLETING_REBALANCING, UNKNOWN
-    members: int
-
-    @property
-    def live(self) -> bool:
-        # Tansu describes a group with live members as STABLE but lists no members, so the
-        # state counts as much as the member list.
-        return self.members > 0 or self.state not in ("EMPTY", "DEAD")
-
-
-@dataclass(frozen=True, slots=True)
-class TopicRecord:
-    partition: int
-    offset: int
-    timestamp_ms: int | None
-    key: bytes | None
-    value: bytes | None
-
-
-class KafkaOps(Protocol):
-    """The broker calls replay and dlq need (see :class:`ConfluentKafkaOps`)."""
-
-    bootstrap_servers: str
-
-    def topics(self) -> dict[str, list[int]]: ...
-
-    def group_state(self, group: str) -> GroupState: ...
-
-    def committed(
-        self, group: str, topic: str, partitions: Sequence[int]
-    ) -> dict[int, int | None]: ...
-
-    def bounds(self, topic: str, partitions: Sequence[int]) -> dict[int, tuple[int, int]]: ...
-
-    def offset_for_time(
-        self,
-        topic: str,
-        partition: int,
-        ts_ms: int,
-        low: int,
-        end: int,
-        on_scan: Callable[[int], None] | None = None,
-    ) -> int: ...
-
-    def alter(self, group: str, topic: str, offsets: Mapping[int, int]) -> None: ...
-
-    def read_all(
-        self,
-        topic: str,
-        partitions: Sequence[int],
-        on_progress: Callable[[int], None] | None = None,
-    ) -> list[TopicRecord]: ...
-
-    def close(self) -> None: ...
-
-
-@dataclass(frozen=True, slots=True)
 class OffsetMove:
     partition: int
     current: int | None  # the group's committed offset, None when it has none
@@ -461,42 +395,44 @@ class OffsetMove:
         return self.end - self.new
 
 
-def check_group_idle(ops: KafkaOps, group: str) -> GroupState:
-    """Raise :class:`ReplayRefusedError` while ``group`` has live members."""
+def check_group_idle(kafka: Kafka, group: str) -> GroupInfo:
+    """Raise :class:`ReplayRefusedError` while ``group`` has live members.
+
+    A group that does not exist yet is idle: moving its offsets creates it, so its consumers
+    start from there when they first join.
+    """
     try:
-        state = ops.group_state(group)
+        info = kafka.describe_group(group)
+    except UnknownGroupError:
+        return GroupInfo(group, "DEAD")
     except OmshubError:
         raise
-    except Exception as exc:  # any client error means "cannot tell": refuse
+    except Exception as exc:  # any other client error means "cannot tell": refuse
         raise ReplayRefusedError(
             f"cannot tell whether consumer group {group!r} has live members ({exc}); "
             "its offsets were not moved"
         ) from exc
-    if state.live:
-        members = f"{state.members} member(s)" if state.members else "members connected"
+    if info.live:
         raise ReplayRefusedError(
-            f"consumer group {group!r} is active (state {state.state}, {members}): offsets can "
-            "only be moved while nobody consumes in the group. Stop its consumers first (for the "
-            "hub's workers: `omshub down` or stop `omshub worker`) and run this again; a consumer "
-            "that was killed counts as live until its session times out."
+            f"consumer group {group!r} is active (state {info.state}, {len(info.members)} "
+            "member(s)): offsets can only be moved while nobody consumes in the group. Stop its "
+            "consumers first (for the hub's workers: `omshub down` or stop `omshub worker`) and "
+            "run this again; a consumer that was killed counts as live until its session times "
+            "out."
         )
-    return state
+    return info
 
 
-def resolve_partitions(ops: KafkaOps, topic: str, only: Sequence[int] = ()) -> list[int]:
-    """The partitions of ``topic`` (or the ``only`` ones, checked); unknown topic is an error.
-
-    Topics are read from the full metadata listing, never asked for by name: Tansu (like Kafka
-    with auto-creation on) creates a topic that a metadata request names.
-    """
-    topics = ops.topics()
+def resolve_partitions(kafka: Kafka, topic: str, only: Sequence[int] = ()) -> list[int]:
+    """The partitions of ``topic`` (or the ``only`` ones, checked); unknown topic is an error."""
+    topics = kafka.topics()
     if topic not in topics:
         visible = sorted(t for t in topics if not t.startswith("__"))
         shown = ", ".join(visible[:20]) + (
             f" ... ({len(visible)} topics)" if len(visible) > 20 else ""
         )
         raise ReplayArgumentError(
-            f"unknown topic {topic!r} on {ops.bootstrap_servers}; topics: {shown or 'none'}"
+            f"unknown topic {topic!r} on {kafka.bootstrap_servers}; topics: {shown or 'none'}"
         )
     partitions = topics[topic]
     if only:
@@ -511,14 +447,13 @@ def resolve_partitions(ops: KafkaOps, topic: str, only: Sequence[int] = ()) -> l
 
 
 def plan_topic_replay(
-    ops: KafkaOps,
+    kafka: Kafka,
     topic: str,
     group: str,
     *,
     to_offset: int | str | None = None,
     to_time: dt.datetime | None = None,
     partitions: Sequence[int] = (),
-    on_scan: Callable[[int], None] | None = None,
 ) -> list[OffsetMove]:
     """Where ``group`` would be moved on each partition of ``topic``; changes nothing.
 
@@ -527,17 +462,21 @@ def plan_topic_replay(
     """
     if (to_offset is None) == (to_time is None):
         raise ReplayArgumentError("give exactly one of --to-offset and --to-time")
-    chosen = resolve_partitions(ops, topic, partitions)
-    bounds = ops.bounds(topic, chosen)
-    committed = ops.committed(group, topic, chosen)
+    chosen = resolve_partitions(kafka, topic, partitions)
+    tps = [(topic, p) for p in chosen]
+    bounds = kafka.watermarks(tps)
+    committed = kafka.committed(group, tps)
+    at_time: dict[tuple[str, int], int | None] = {}
+    if to_time is not None:
+        at_time = kafka.offsets_for_time(tps, int(to_time.timestamp() * 1000))
     moves: list[OffsetMove] = []
     beyond: list[str] = []
     before: list[str] = []
     for p in chosen:
-        low, end = bounds[p]
+        low, end = bounds[(topic, p)]
         if to_time is not None:
-            ts_ms = int(to_time.timestamp() * 1000)
-            new = ops.offset_for_time(topic, p, ts_ms, low, end, on_scan)
+            found = at_time.get((topic, p))
+            new = end if found is None else found  # None: every record is older
         elif to_offset == EARLIEST:
             new = low
         elif to_offset == LATEST:
@@ -549,7 +488,7 @@ def plan_topic_replay(
                 beyond.append(f"{end} on partition {p}")
             elif new < low:
                 before.append(f"{low} on partition {p}")
-        moves.append(OffsetMove(p, committed.get(p), new, low, end))
+        moves.append(OffsetMove(p, committed.get((topic, p)), new, low, end))
     problems = []
     if beyond:
         problems.append(
@@ -566,10 +505,16 @@ def plan_topic_replay(
     return moves
 
 
-def apply_topic_replay(ops: KafkaOps, group: str, topic: str, moves: Sequence[OffsetMove]) -> None:
+def apply_topic_replay(kafka: Kafka, group: str, topic: str, moves: Sequence[OffsetMove]) -> None:
     """Commit the planned offsets for ``group`` (checks again that the group is idle)."""
-    check_group_idle(ops, group)
-    ops.alter(group, topic, {m.partition: m.new for m in moves})
+    check_group_idle(kafka, group)
+    try:
+        kafka.reset_offsets(group, {(topic, m.partition): m.new for m in moves})
+    except GroupActiveError as exc:
+        raise ReplayRefusedError(
+            f"{exc} (it became active while its offsets were moved); stop its consumers and run "
+            "this again"
+        ) from exc
 
 
 # -- DLQ ----------------------------------------------------------------------------------------
@@ -640,15 +585,16 @@ def parse_dlq_record(value: bytes | None) -> dict[str, Any] | None:
     return record
 
 
-def read_dlq(
-    ops: KafkaOps, topic: str, on_progress: Callable[[int], None] | None = None
-) -> DlqRead:
+def read_dlq(kafka: Kafka, topic: str, on_progress: Callable[[int], None] | None = None) -> DlqRead:
     """Every record of the DLQ topic, deduplicated by push id (the newest record wins)."""
-    topics = ops.topics()
+    topics = kafka.topics()
     if topic not in topics:
         return DlqRead(topic, exists=False)
     result = DlqRead(topic, exists=True)
-    for rec in ops.read_all(topic, topics[topic], on_progress):
+    records: list[Record] = kafka.read_topic(
+        topic, topics[topic], (lambda _r: on_progress(1)) if on_progress is not None else None
+    )
+    for rec in records:
         result.records += 1
         record = parse_dlq_record(rec.value)
         if record is None:
@@ -665,277 +611,3 @@ def read_dlq(
         else:
             seen.times = times
     return result
-
-
-# -- the broker ---------------------------------------------------------------------------------
-
-
-class ConfluentKafkaOps:
-    """:class:`KafkaOps` with confluent-kafka: an AdminClient and a reading consumer that never
-    joins or commits to a group.
-
-    What Tansu 0.6 (the local broker) does differently from Apache Kafka, and how this copes:
-
-    * ListOffsets by timestamp (``offsets_for_times``) answers offset 0 whatever the time: the
-      answer is only trusted when the record before it is older than the time asked for,
-      otherwise the partition is scanned for the first record at or after that time.
-    * ListOffsets latest (the high watermark) is the base offset of the last record batch + 1,
-      not the offset after the last record, when that batch holds more than one record: the end
-      is found by reading the last batch.
-    * DescribeGroups lists no members for a group with live consumers, but reports it STABLE:
-      the state decides whether the group is idle (:attr:`GroupState.live`).
-    * A metadata request naming a topic creates it: topics are looked up in the full listing.
-    * OffsetCommit / AlterConsumerGroupOffsets, OffsetFetch and DescribeGroups work; altering a
-      group with live members fails with UNKNOWN_MEMBER_ID as with Kafka.
-    """
-
-    def __init__(
-        self,
-        bootstrap_servers: str,
-        *,
-        timeout: float = 15.0,
-        admin: Any = None,
-        consumer_factory: Callable[[], Any] | None = None,
-        idle_s: float = 0.3,
-        stall_s: float = 5.0,
-    ) -> None:
-        from confluent_kafka.admin import AdminClient
-
-        self.bootstrap_servers = bootstrap_servers
-        self.timeout = timeout
-        self.idle_s = idle_s
-        self.stall_s = stall_s
-        config: dict[str, Any] = {"bootstrap.servers": bootstrap_servers, "logger": _rdkafka_log}
-        self._admin = admin or AdminClient(config)
-        self._consumer_factory = consumer_factory or self._new_consumer
-        self._consumer: Any = None
-
-    def _new_consumer(self) -> Any:
-        from confluent_kafka import Consumer
-
-        return Consumer(
-            {
-                "bootstrap.servers": self.bootstrap_servers,
-                # librdkafka wants a group id even for assign(); this consumer never subscribes
-                # nor commits, so the group is never joined
-                "group.id": "omshub-replay-reader",
-                "enable.auto.commit": False,
-                "enable.auto.offset.store": False,
-                "fetch.wait.max.ms": 50,
-                "auto.offset.reset": "earliest",
-                "logger": _rdkafka_log,
-            }
-        )
-
-    @property
-    def consumer(self) -> Any:
-        if self._consumer is None:
-            self._consumer = self._consumer_factory()
-        return self._consumer
-
-    def close(self) -> None:
-        if self._consumer is not None:
-            self._consumer.close()
-            self._consumer = None
-
-    # -- metadata and groups
-
-    def topics(self) -> dict[str, list[int]]:
-        metadata = self._admin.list_topics(timeout=self.timeout)
-        return {
-            name: sorted(info.partitions)
-            for name, info in metadata.topics.items()
-            if info.error is None
-        }
-
-    def group_state(self, group: str) -> GroupState:
-        futures = self._admin.describe_consumer_groups([group], request_timeout=self.timeout)
-        description = futures[group].result(self.timeout)
-        state = getattr(description.state, "name", str(description.state))
-        return GroupState(str(state), len(description.members or []))
-
-    def committed(self, group: str, topic: str, partitions: Sequence[int]) -> dict[int, int | None]:
-        from confluent_kafka import ConsumerGroupTopicPartitions, TopicPartition
-
-        request = ConsumerGroupTopicPartitions(
-            group, [TopicPartition(topic, p) for p in partitions]
-        )
-        futures = self._admin.list_consumer_group_offsets([request], request_timeout=self.timeout)
-        answer = futures[group].result(self.timeout)
-        return {
-            tp.partition: (tp.offset if tp.offset >= 0 else None)
-            for tp in answer.topic_partitions
-            if tp.topic == topic
-        }
-
-    def alter(self, group: str, topic: str, offsets: Mapping[int, int]) -> None:
-        from confluent_kafka import (
-            ConsumerGroupTopicPartitions,
-            KafkaError,
-            KafkaException,
-            TopicPartition,
-        )
-
-        request = ConsumerGroupTopicPartitions(
-            group, [TopicPartition(topic, p, o) for p, o in sorted(offsets.items())]
-        )
-        live_codes = {
-            KafkaError.UNKNOWN_MEMBER_ID,
-            KafkaError.REBALANCE_IN_PROGRESS,
-            KafkaError.ILLEGAL_GENERATION,
-            KafkaError.NON_EMPTY_GROUP,
-        }
-        try:
-            futures = self._admin.alter_consumer_group_offsets(
-                [request], request_timeout=self.timeout
-            )
-            answer = futures[group].result(self.timeout)
-        except KafkaException as exc:
-            error = exc.args[0] if exc.args else None
-            if isinstance(error, KafkaError) and error.code() in live_codes:
-                raise ReplayRefusedError(
-                    f"consumer group {group!r} became active while its offsets were moved "
-                    f"({error.str()}); stop its consumers and run this again"
-                ) from exc
-            raise OmshubError(f"the broker refused the new offsets of {group!r}: {exc}") from exc
-        failed = [tp for tp in answer.topic_partitions if tp.error is not None]
-        if failed:
-            codes = {tp.error.code() for tp in failed}
-            detail = ", ".join(f"{tp.topic}[{tp.partition}]: {tp.error.str()}" for tp in failed)
-            if codes & live_codes:
-                raise ReplayRefusedError(
-                    f"consumer group {group!r} became active while its offsets were moved "
-                    f"({detail}); stop its consumers and run this again"
-                )
-            raise OmshubError(f"the broker refused the new offsets of {group!r}: {detail}")
-
-    # -- reading
-
-    def _records(
-        self, topic: str, starts: Mapping[int, int], until: Mapping[int, int]
-    ) -> Generator[Any, None, None]:
-        """Messages from ``starts`` on, until every partition reached ``until`` (the broker's high
-        watermark) plus one more fetch round: on Tansu the rest of the last batch comes with the
-        record at its base offset. Stops early when nothing arrives for ``stall_s`` (e.g. only
-        transaction markers are left before the high watermark), or for ``timeout`` before the
-        first record."""
-        import time
-
-        from confluent_kafka import TopicPartition
-
-        consumer = self.consumer
-        consumer.assign([TopicPartition(topic, p, o) for p, o in starts.items()])
-        position = dict(starts)
-        progress_at = time.monotonic()
-        stall = self.timeout
-        try:
-            while True:
-                reached = all(position[p] >= until.get(p, 0) for p in position)
-                batch = consumer.consume(1000, timeout=self.idle_s if reached else 0.5)
-                for message in batch:
-                    if message.error() is not None:
-                        continue
-                    progress_at, stall = time.monotonic(), self.stall_s
-                    position[message.partition()] = message.offset() + 1
-                    yield message
-                if reached or time.monotonic() - progress_at > stall:
-                    return
-        finally:
-            consumer.unassign()
-
-    def bounds(self, topic: str, partitions: Sequence[int]) -> dict[int, tuple[int, int]]:
-        from confluent_kafka import TopicPartition
-
-        result: dict[int, tuple[int, int]] = {}
-        starts: dict[int, int] = {}
-        for p in partitions:
-            low, high = self.consumer.get_watermark_offsets(
-                TopicPartition(topic, p), timeout=self.timeout
-            )
-            result[p] = (max(low, 0), max(high, 0))
-            if high > low:
-                starts[p] = high - 1  # the last batch (Tansu) or the last record (Kafka)
-        if starts:
-            ends = {p: result[p][1] for p in starts}
-            for message in self._records(topic, starts, ends):
-                p = message.partition()
-                low, end = result[p]
-                result[p] = (low, max(end, message.offset() + 1))
-        return result
-
-    def _timestamp_at(self, topic: str, partition: int, offset: int) -> int | None:
-        records = self._records(topic, {partition: offset}, {partition: offset + 1})
-        with contextlib.closing(records):  # unassigned before the next read
-            for message in records:
-                if message.offset() >= offset:
-                    return int(message.timestamp()[1])
-        return None
-
-    def offset_for_time(
-        self,
-        topic: str,
-        partition: int,
-        ts_ms: int,
-        low: int,
-        end: int,
-        on_scan: Callable[[int], None] | None = None,
-    ) -> int:
-        """The first offset whose record has a timestamp >= ``ts_ms`` (``end`` when none)."""
-        from confluent_kafka import TopicPartition
-
-        if end <= low:
-            return end
-        answer = self.consumer.offsets_for_times(
-            [TopicPartition(topic, partition, ts_ms)], timeout=self.timeout
-        )[0].offset
-        start = low
-        if answer < 0 or answer >= end:
-            last = self._timestamp_at(topic, partition, end - 1)
-            if last is not None and last < ts_ms:
-                return end
-        elif answer > low:
-            before = self._timestamp_at(topic, partition, answer - 1)
-            if before is not None and before < ts_ms:
-                start = answer
-        records = self._records(topic, {partition: start}, {partition: end})
-        with contextlib.closing(records):
-            for scanned, message in enumerate(records, 1):
-                if on_scan is not None and scanned % 1000 == 0:
-                    on_scan(1000)
-                if int(message.timestamp()[1]) >= ts_ms:
-                    return int(message.offset())
-        return end
-
-    def read_all(
-        self,
-        topic: str,
-        partitions: Sequence[int],
-        on_progress: Callable[[int], None] | None = None,
-    ) -> list[TopicRecord]:
-        from confluent_kafka import TopicPartition
-
-        starts: dict[int, int] = {}
-        highs: dict[int, int] = {}
-        for p in partitions:
-            low, high = self.consumer.get_watermark_offsets(
-                TopicPartition(topic, p), timeout=self.timeout
-            )
-            if high > low:
-                starts[p], highs[p] = max(low, 0), high
-        records: list[TopicRecord] = []
-        if not starts:
-            return records
-        for message in self._records(topic, starts, highs):
-            timestamp = message.timestamp()
-            records.append(
-                TopicRecord(
-                    message.partition(),
-                    message.offset(),
-                    int(timestamp[1]) if timestamp and timestamp[0] else None,
-                    message.key(),
-                    message.value(),
-                )
-            )
-            if on_progress is not None:
-                on_progress(1)
-        return records

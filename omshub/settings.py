@@ -120,11 +120,6 @@ class Settings(BaseSettings):
     connect_heap_mb: int = Field(
         768, ge=128, description="Heap of the local Kafka Connect worker (-Xms = -Xmx), in MiB."
     )
-    kafka_fetch_max_wait_ms: int = Field(
-        10,
-        description="Longest a worker's fetch waits for data. Tansu answers a fetch only when "
-        "this runs out, so it bounds the latency of every hop.",
-    )
     kafka_session_timeout_ms: int = Field(
         6000, description="Consumer session timeout; short so a new group joins quickly."
     )

@@ -570,9 +570,6 @@ def _kafka_prepare(settings: Settings, paths: KafkaPaths, log_file: Path) -> Non
         )
 
 
-_rdkafka_logger = logging.getLogger(__name__ + ".rdkafka")
-
-
 def _kafka_healthy(bootstrap_servers: str) -> Callable[[], bool]:
     first = bootstrap_servers.split(",")[0].strip()
     host, _, port = first.rpartition(":")
@@ -581,16 +578,9 @@ def _kafka_healthy(bootstrap_servers: str) -> Callable[[], bool]:
         # A plain TCP connect first: cheap, and keeps librdkafka from logging connection
         # refusals every poll while the broker is still starting.
         socket.create_connection((host.strip("[]"), int(port)), timeout=1).close()
-        from confluent_kafka.admin import AdminClient
+        from omshub.kafka import Kafka
 
-        config: dict[str, Any] = {
-            "bootstrap.servers": bootstrap_servers,
-            "logger": _rdkafka_logger,
-        }
-        admin = AdminClient(config)
-        metadata = admin.list_topics(timeout=2)
-        if not metadata.brokers:
-            raise StackError(f"the broker at {bootstrap_servers} lists no brokers yet")
+        Kafka(bootstrap_servers, timeout=2.0).brokers()  # raises until a broker is listed
         return True
 
     return healthy

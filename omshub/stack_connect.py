@@ -417,7 +417,7 @@ def ensure_table_topics(settings: Settings) -> None:
     import pymysql
 
     from connectors.binlog.config import load_config
-    from omshub.kafka import TopicAdmin
+    from omshub.kafka import Kafka
 
     config = load_config(settings.connector_config)
     params = settings.mysql()
@@ -434,7 +434,9 @@ def ensure_table_topics(settings: Settings) -> None:
     topics = sorted(
         config.table_topic(db, table) for db, table in rows if config.table_included(db, table)
     )
-    TopicAdmin(settings.bootstrap_servers).ensure(topics, partitions=config.topic_partitions)
+    Kafka(settings.bootstrap_servers, timeout=15.0).ensure_topics(
+        topics, partitions=config.topic_partitions
+    )
     logger.info("table topics ensured", extra={"topics": len(topics)})
 
 

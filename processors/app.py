@@ -37,7 +37,7 @@ from faust.types import TP, EventT, Message, StreamT
 from connectors.binlog.config import load_config
 from omshub.errors import ContractError
 from omshub.fileio import write_json_atomic
-from omshub.kafka import TopicAdmin, producer_config
+from omshub.kafka import Kafka, producer_config, reader_config
 from omshub.settings import Settings
 from processors.cancel_lookup import (
     CancelApplicationIndex,
@@ -51,8 +51,6 @@ from processors.router import route
 from processors.stats import TypeFigures
 from processors.stock import STOCK_TOPIC, SellableUpdate, StockCoalescer, sellable_from_event
 from processors.sweeper import Sweeper
-from processors.transport import WAITS as FETCH_WAITS
-from processors.transport import configure as configure_transport
 from processors.writeback import Database, WriteBack
 from schemas.change_event import ChangeEvent, Record, decode
 from schemas.finance import FINANCE_TOPICS, refund_event, settlement_event
@@ -147,10 +145,9 @@ def _decode(message: Any) -> Record:
 
 def create_app(settings: Settings) -> faust.App:
     """Build the app with settings injected (no module-level globals, so tests can build many)."""
-    scheme = configure_transport(settings.kafka_fetch_max_wait_ms)
     app = faust.App(
         settings.app_id,
-        broker=[f"{scheme}://{hp.strip()}" for hp in settings.bootstrap_servers.split(",")],
+        broker=[f"kafka://{hp.strip()}" for hp in settings.bootstrap_servers.split(",")],
         store="memory://",
         topic_partitions=4,
         topic_replication_factor=1,
@@ -595,9 +592,6 @@ def create_app(settings: Settings) -> faust.App:
             "lookup": lookup_stats(rt.lookup),
             "assigned": sorted(f"{tp.topic}:{tp.partition}" for tp in app.consumer.assignment()),
             "types": rt.figures.snapshot(),
-            "fetch": [
-                {"wait_ms": w.wait_ms, "fetches": w.fetches, "empty": w.empty} for w in FETCH_WAITS
-            ],
         }
         write_json_atomic(status_path, data)
 
@@ -623,31 +617,20 @@ class ApplicationFollower:
         self.topic = topic
         self.bootstrap_servers = bootstrap_servers
         self.partitions = partitions
+        self.kafka = Kafka(bootstrap_servers)
+        # it polls for good: end of partition is not news, and Kafka answers a waiting fetch as
+        # soon as a record arrives, so librdkafka's default wait costs no latency
         self.consumer = Consumer(
-            {
-                "bootstrap.servers": bootstrap_servers,
-                "group.id": "omshub-lookup-unused",  # required by librdkafka; never joined
-                "enable.auto.commit": False,
-                "fetch.wait.max.ms": 50,
-            }
+            reader_config(
+                bootstrap_servers, **{"enable.partition.eof": False, "fetch.wait.max.ms": 500}
+            )
         )
 
     def assign_at_end(self) -> None:
-        metadata = self.consumer.list_topics(self.topic, timeout=10)
-        info = metadata.topics.get(self.topic)
-        if info is None or info.error is not None or not info.partitions:
-            # no application was captured yet: create the topic as the connector would
-            TopicAdmin(self.bootstrap_servers).ensure([self.topic], partitions=self.partitions)
-            metadata = self.consumer.list_topics(self.topic, timeout=10)
-            info = metadata.topics[self.topic]
-        partitions = sorted(info.partitions)
-        assignment = []
-        for partition in partitions:
-            _low, high = self.consumer.get_watermark_offsets(
-                TopicPartition(self.topic, partition), timeout=10
-            )
-            assignment.append(TopicPartition(self.topic, partition, max(high, 0)))
-        self.consumer.assign(assignment)
+        # no application captured yet: create the topic as the connector would
+        self.kafka.ensure_topics([self.topic], partitions=self.partitions)
+        ends = self.kafka.watermarks((self.topic, p) for p in self.kafka.partitions(self.topic))
+        self.consumer.assign([TopicPartition(t, p, high) for (t, p), (_low, high) in ends.items()])
 
     def poll(self) -> list[Record]:
         records: list[Record] = []
@@ -685,11 +668,11 @@ def declare_topics(app: faust.App, settings: Settings) -> None:
     names: set[str] = set()
     for agent in app.agents.values():
         names.update(getattr(agent.channel, "topics", ()))
-    admin = TopicAdmin(settings.bootstrap_servers)
+    kafka = Kafka(settings.bootstrap_servers, timeout=15.0)
     change = sorted(n for n in names if n.startswith(change_prefix))
     own = sorted(names - set(change))
-    admin.ensure(change, partitions=connector.topic_partitions)
-    admin.ensure(own, partitions=app.conf.topic_partitions)
+    kafka.ensure_topics(change, partitions=connector.topic_partitions)
+    kafka.ensure_topics(own, partitions=app.conf.topic_partitions)
 
 
 def run_worker(settings: Settings) -> None:

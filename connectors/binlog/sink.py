@@ -8,13 +8,13 @@ from typing import Any
 from confluent_kafka import Producer
 
 from connectors.binlog.config import ConnectorConfig
-from omshub.kafka import TopicAdmin, producer_config
+from omshub.kafka import Kafka, producer_config
 
 
 class KafkaSink:
     def __init__(self, bootstrap_servers: str, config: ConnectorConfig) -> None:
         self._producer = Producer(producer_config(bootstrap_servers))
-        self._admin = TopicAdmin(bootstrap_servers)
+        self._kafka = Kafka(bootstrap_servers, timeout=15.0)
         self._config = config
         self._known: set[str] = set()
 
@@ -42,7 +42,7 @@ class KafkaSink:
     def ensure_topic(self, topic: str) -> None:
         if topic in self._known:
             return
-        self._admin.ensure(
+        self._kafka.ensure_topics(
             [topic],
             partitions=self._config.topic_partitions,
             replication=self._config.topic_replication_factor,

@@ -90,53 +90,41 @@ def plan(settings: Settings, push_partitions: int, replication: int) -> list[Top
 
 def create(bootstrap_servers: str, specs: list[TopicSpec], timeout_s: float = 120.0) -> int:
     """Create the missing topics and return how many were created (waits for the brokers)."""
-    from confluent_kafka import KafkaError, KafkaException
-    from confluent_kafka.admin import AdminClient, NewTopic
+    from omshub.errors import OmshubError, SourceUnavailableError
+    from omshub.kafka import Kafka
 
-    admin = AdminClient({"bootstrap.servers": bootstrap_servers})
+    kafka = Kafka(bootstrap_servers, timeout=30.0)
     deadline = time.monotonic() + timeout_s
     while True:
         try:
-            existing = set(admin.list_topics(timeout=10).topics)
+            existing = set(kafka.topics())
+            brokers = kafka.brokers()
             break
-        except KafkaException as exc:
+        except SourceUnavailableError as exc:
             if time.monotonic() > deadline:
-                raise SystemExit(
-                    f"kafka-init: brokers at {bootstrap_servers} do not answer: {exc}"
-                ) from exc
-            time.sleep(2)
-    missing = [s for s in specs if s.name not in existing]
+                raise SystemExit(f"kafka-init: {exc}") from exc
+            time.sleep(2)  # the brokers are still starting; the deadline bounds the wait
+    created = 0
     for spec in specs:
         if spec.name in existing:
             say(f"{spec.name} exists, left as it is")
-    if not missing:
-        return 0
-    futures = admin.create_topics(
-        [
-            NewTopic(
-                s.name,
-                num_partitions=s.partitions,
-                replication_factor=s.replication,
-                config=s.config,
+            continue
+        if spec.replication > brokers:
+            # never fewer replicas than asked for: a topic keeps its replication factor for good
+            raise SystemExit(
+                f"kafka-init: {spec.name} needs {spec.replication} replicas but the cluster at "
+                f"{bootstrap_servers} lists {brokers} broker(s)"
             )
-            for s in missing
-        ],
-        operation_timeout=30,
-    )
-    created = 0
-    for spec in missing:
         try:
-            futures[spec.name].result(timeout=60)
-        except KafkaException as exc:
-            error = exc.args[0] if exc.args else None
-            if isinstance(error, KafkaError) and error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
-                continue
+            made = kafka.ensure_topics([spec.name], spec.partitions, spec.replication, spec.config)
+        except OmshubError as exc:
             raise SystemExit(f"kafka-init: cannot create {spec.name}: {exc}") from exc
-        created += 1
-        say(
-            f"created {spec.name} partitions={spec.partitions} "
-            f"replicas={spec.replication} {spec.config or ''}".rstrip()
-        )
+        if made:
+            created += 1
+            say(
+                f"created {spec.name} partitions={spec.partitions} "
+                f"replicas={spec.replication} {spec.config or ''}".rstrip()
+            )
     return created
 
 

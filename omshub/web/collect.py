@@ -15,16 +15,17 @@ import contextlib
 import logging
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import orjson
 
 from connectors.binlog.control import control_path, read_control
 from omshub import procs
 from omshub.fileio import read_json
+from omshub.kafka import Kafka, PartitionLag, UnknownGroupError
 from omshub.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -33,24 +34,6 @@ log = logging.getLogger(__name__)
 STATUS_STALE_S = 5.0
 BACKLOG_STATUSES = ("PENDING", "RETRY", "FAILED", "CANCELLED")
 DLQ_RECENT = 10
-
-
-class KafkaProbe(Protocol):
-    """The broker calls the collector makes (confluent-kafka in production, fakes in tests)."""
-
-    def committed(self, group: str) -> dict[tuple[str, int], int]: ...
-
-    def end_offsets(
-        self, partitions: Iterable[tuple[str, int]]
-    ) -> dict[tuple[str, int], tuple[int, int]]: ...
-
-    def timestamps_at(
-        self, positions: dict[tuple[str, int], int]
-    ) -> dict[tuple[str, int], int]: ...
-
-    def tail(self, topic: str, count: int) -> list[bytes]: ...
-
-    def partitions(self, topic: str) -> list[int]: ...
 
 
 def pid_alive(pid: Any) -> bool:
@@ -84,7 +67,7 @@ class Collector:
         self,
         settings: Settings,
         connect_db: Callable[[], Any],
-        kafka: KafkaProbe,
+        kafka: Kafka,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.settings = settings
@@ -95,7 +78,8 @@ class Collector:
         self.clock = clock
         self._rate = _Rate()
         self._dlq_cache: tuple[int, list[dict[str, Any]]] = (-1, [])
-        self._known_partitions: set[tuple[str, int]] = set()
+        #: per group, the partitions it was seen on: still shown once its members are gone
+        self._known_partitions: dict[str, set[tuple[str, int]]] = {}
         from omshub.stack_connect import metrics_url
 
         self._metrics_url = metrics_url(settings)
@@ -197,53 +181,58 @@ class Collector:
         return list(dict.fromkeys([self.settings.app_id, *self.settings.web_lag_groups]))
 
     def lag(self, now: float, workers: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        assigned: set[tuple[str, int]] = set()
+        """Per partition of each watched group: committed offset, log end, lag in records and
+        the age of the oldest record it has not consumed.
+
+        The partitions are those the group committed on or has assigned to a member
+        (DescribeGroups), those seen before, and for the workers' group those the workers' status
+        files list: Kafka forgets a group's assignment when its members leave, so a partition
+        that got records but no commit yet would vanish from the table exactly when the workers
+        are down and work waits.
+        """
+        listed: set[tuple[str, int]] = set()
         for worker in workers:
             for item in worker["assigned"]:
                 topic, _, part = str(item).rpartition(":")
                 if part.isdigit():
-                    assigned.add((topic, int(part)))
+                    listed.add((topic, int(part)))
         out: list[dict[str, Any]] = []
         for group in self.groups():
-            committed = self.kafka.committed(group)
-            own = assigned if group == self.settings.app_id else set()
-            partitions = set(committed) | own
+            known = self._known_partitions.setdefault(group, set())
             if group == self.settings.app_id:
-                self._known_partitions |= partitions
-                partitions |= self._known_partitions
+                known |= listed
+            try:
+                partitions = self.kafka.lag(group, also=known)
+            except UnknownGroupError:
+                if not known:
+                    continue  # nobody joined nor committed yet
+                # no members and no offsets (yet or any more): all of it waits
+                bounds = self.kafka.watermarks(known)
+                partitions = [
+                    PartitionLag(group, t, p, None, low, high)
+                    for (t, p), (low, high) in sorted(bounds.items())
+                ]
             # Faust's internal assignor topic says nothing about work waiting
-            partitions = {tp for tp in partitions if not tp[0].startswith(f"{group}-__")}
-            if not partitions:
-                continue
-            ends = self.kafka.end_offsets(partitions)
-            behind: dict[tuple[str, int], int] = {}
-            rows: list[dict[str, Any]] = []
-            for tp in sorted(partitions):
-                low, high = ends.get(tp, (0, 0))
-                position = committed.get(tp)
-                start = low if position is None or position < 0 else max(position, low)
-                lag = max(0, high - start)
-                if high == 0:
-                    continue  # never written to: hidden, as on Kafka UIs
-                if lag:
-                    behind[tp] = start
-                rows.append(
+            partitions = [p for p in partitions if not p.topic.startswith(f"{group}-__")]
+            known.update((p.topic, p.partition) for p in partitions)
+            shown = [
+                p for p in partitions if p.end > 0
+            ]  # never written to: hidden, as on Kafka UIs
+            behind = {(p.topic, p.partition): p.position for p in shown if p.lag}
+            stamps = self.kafka.timestamps_at(behind) if behind else {}
+            for p in shown:
+                ts = stamps.get((p.topic, p.partition))
+                out.append(
                     {
                         "group": group,
-                        "topic": tp[0],
-                        "partition": tp[1],
-                        "committed": position,
-                        "end": high,
-                        "lag": lag,
-                        "lag_s": 0.0,
+                        "topic": p.topic,
+                        "partition": p.partition,
+                        "committed": p.committed,
+                        "end": p.end,
+                        "lag": p.lag,
+                        "lag_s": round(max(0.0, now - ts / 1000), 1) if ts and p.lag else 0.0,
                     }
                 )
-            stamps = self.kafka.timestamps_at(behind) if behind else {}
-            for row in rows:
-                ts = stamps.get((str(row["topic"]), int(row["partition"])))
-                if ts is not None and ts > 0:
-                    row["lag_s"] = round(max(0.0, now - ts / 1000), 1)
-            out.extend(rows)
         return out
 
     def dlq(self) -> dict[str, Any]:
@@ -251,12 +240,13 @@ class Collector:
         parts = self.kafka.partitions(topic)
         if not parts:
             return {"topic": topic, "count": 0, "recent": []}
-        ends = self.kafka.end_offsets((topic, p) for p in parts)
+        ends = self.kafka.watermarks((topic, p) for p in parts)
         count = sum(high - low for low, high in ends.values())
         total_high = sum(high for _, high in ends.values())
         if self._dlq_cache[0] != total_high:
             recent = []
-            for raw in self.kafka.tail(topic, DLQ_RECENT):
+            for rec in self.kafka.tail(topic, DLQ_RECENT):
+                raw = rec.value or b""
                 try:
                     record = orjson.loads(raw)
                 except orjson.JSONDecodeError:
@@ -299,6 +289,8 @@ class Collector:
             with contextlib.suppress(Exception):
                 self._db.close()
             self._db = None
+        with contextlib.suppress(Exception):
+            self.kafka.close()
 
 
 def connector_view(data: dict[str, Any], path: Path, now: float) -> dict[str, Any]:

@@ -20,8 +20,9 @@ from typing import Any
 import pymysql
 from aiohttp import web
 
+from omshub.kafka import Kafka
 from omshub.settings import Settings
-from omshub.web.collect import Collector, History, KafkaProbe
+from omshub.web.collect import Collector, History
 from omshub.web.connect_api import ConnectApi
 from omshub.web.metrics import CONTENT_TYPE, render
 
@@ -169,9 +170,7 @@ def _dumps(obj: Any) -> str:
     return orjson.dumps(obj, default=str).decode()
 
 
-def run_web(settings: Settings, kafka: KafkaProbe | None = None) -> None:
-    from omshub.web.broker import ConfluentProbe
-
+def run_web(settings: Settings, kafka: Kafka | None = None) -> None:
     token = resolve_token(settings, create=True)
     assert token is not None
     params = settings.mysql()
@@ -179,7 +178,9 @@ def run_web(settings: Settings, kafka: KafkaProbe | None = None) -> None:
     def connect_db() -> Any:
         return pymysql.connect(**params.pymysql_kwargs(), autocommit=True, connect_timeout=3)
 
-    collector = Collector(settings, connect_db, kafka or ConfluentProbe(settings.bootstrap_servers))
+    collector = Collector(
+        settings, connect_db, kafka or Kafka(settings.bootstrap_servers, timeout=3.0)
+    )
     restart: Callable[[], None] | None = None
     if settings.start_connector:
 

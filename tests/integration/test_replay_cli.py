@@ -363,8 +363,8 @@ def test_replay_topic_moves_an_idle_group_and_its_consumers_reread(cli_env, topi
     assert topic.committed(group) == {0: 6, 1: 6}
     assert topic.first_offsets(group) == {0: 6, 1: 6}
 
-    # the end is the offset after the last record, even where the broker's high watermark
-    # (Tansu: last batch's base offset + 1) says less
+    # the end (the offset after the last record) is a valid target; a time after the last
+    # record moves to the end
     to_end = sh(
         cli_env, f"replay topic {topic.name} --group {group} --to-offset 10 --partition 1 --yes"
     )

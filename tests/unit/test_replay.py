@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -13,13 +13,13 @@ from click.testing import CliRunner
 
 from omshub import cli_replay
 from omshub.cli import main
+from omshub.errors import SourceUnavailableError
+from omshub.kafka import GroupActiveError
 from omshub.replay import (
-    GroupState,
     OffsetMove,
     PushFilter,
     ReplayArgumentError,
     ReplayRefusedError,
-    TopicRecord,
     check_group_idle,
     fetch_pushes,
     parse_offset,
@@ -33,10 +33,11 @@ from processors.router import route
 from schemas.change_event import ChangeEvent, decode
 from schemas.pushes import KNOWN_PUSH_TYPES
 from tests.fixtures import DEBEZIUM_FIXTURES
+from tests.unit.kafka_fake import FakeKafka, broker_down
 
 NOW = dt.datetime(2026, 3, 2, 12, 0, 0, tzinfo=dt.UTC)
 UPDATED = dt.datetime(2026, 3, 2, 11, 0, 0)  # naive UTC, as the session time zone returns it
-IDLE = GroupState("EMPTY", 0)
+NOW_MS = int(NOW.timestamp() * 1000)
 
 
 # -- fakes ---------------------------------------------------------------------------------------
@@ -164,62 +165,23 @@ class FakeCursor:
         return self.result[0] if self.result else None
 
 
-class FakeKafka:
-    bootstrap_servers = "fake:9092"
+def orders_kafka() -> FakeKafka:
+    """Topic ``orders``: partition 0 holds offsets 0-9, its records from offset 4 on written at
+    NOW or later; partition 1 holds 2-4 (retention removed 0 and 1). Group ``g`` committed 7 on
+    partition 0 and nothing on partition 1."""
+    kafka = FakeKafka()
+    kafka.fill("orders", 0, 0, 10, lambda offset: NOW_MS + (offset - 4) * 1000)
+    kafka.fill("orders", 1, 2, 5, lambda offset: NOW_MS - 60_000 + offset)
+    kafka.commit("g", {("orders", 0): 7})
+    return kafka
 
-    def __init__(
-        self,
-        topics: Mapping[str, Mapping[int, tuple[int, int]]] | None = None,
-        state: GroupState | Exception = IDLE,
-        committed: Mapping[int, int | None] | None = None,
-        times: Mapping[int, int] | None = None,
-        records: Mapping[str, list[TopicRecord]] | None = None,
-    ) -> None:
-        self.topic_bounds = {
-            k: dict(v) for k, v in (topics or {"orders": {0: (0, 10), 1: (2, 5)}}).items()
-        }
-        self.state = state
-        self.committed_offsets = dict(committed or {0: 7, 1: None})
-        self.times = dict(times or {})
-        self.records = dict(records or {})
-        self.altered: list[tuple[str, str, dict[int, int]]] = []
-        self.closed = False
 
-    def topics(self) -> dict[str, list[int]]:
-        return {name: sorted(parts) for name, parts in self.topic_bounds.items()}
-
-    def group_state(self, group: str) -> GroupState:
-        if isinstance(self.state, Exception):
-            raise self.state
-        return self.state
-
-    def committed(self, group: str, topic: str, partitions: Sequence[int]) -> dict[int, int | None]:
-        return {p: self.committed_offsets.get(p) for p in partitions}
-
-    def bounds(self, topic: str, partitions: Sequence[int]) -> dict[int, tuple[int, int]]:
-        return {p: self.topic_bounds[topic][p] for p in partitions}
-
-    def offset_for_time(
-        self,
-        topic: str,
-        partition: int,
-        ts_ms: int,
-        low: int,
-        end: int,
-        on_scan: Callable[[int], None] | None = None,
-    ) -> int:
-        return self.times.get(partition, end)
-
-    def alter(self, group: str, topic: str, offsets: Mapping[int, int]) -> None:
-        self.altered.append((group, topic, dict(offsets)))
-
-    def read_all(
-        self, topic: str, partitions: Sequence[int], on_progress: Any = None
-    ) -> list[TopicRecord]:
-        return list(self.records.get(topic, []))
-
-    def close(self) -> None:
-        self.closed = True
+def dlq_kafka(*records: tuple[int, int, bytes, bytes]) -> FakeKafka:
+    """The DLQ topic ``ns.dlq`` with (partition, timestamp, key, value) records in that order."""
+    kafka = FakeKafka()
+    for partition, ts, key, value in records:
+        kafka.append("ns.dlq", partition, value, key, ts)
+    return kafka
 
 
 def dlq_value(push_id: int, failed_at_ms: int, error: str = "WMS answered 422: no", **extra: Any):
@@ -418,15 +380,15 @@ def test_redrive_works_in_batches_with_progress() -> None:
 
 
 def test_plan_to_an_offset_shows_current_and_new_offsets() -> None:
-    kafka = FakeKafka()
+    kafka = orders_kafka()
     moves = plan_topic_replay(kafka, "orders", "g", to_offset=3)
     assert moves == [OffsetMove(0, 7, 3, 0, 10), OffsetMove(1, None, 3, 2, 5)]
     assert moves[0].lag_after == 7
-    assert not kafka.altered
+    assert not kafka.asked("reset_offsets")
 
 
 def test_plan_earliest_latest_and_by_time() -> None:
-    kafka = FakeKafka(times={0: 4})
+    kafka = orders_kafka()
     assert [m.new for m in plan_topic_replay(kafka, "orders", "g", to_offset="earliest")] == [0, 2]
     assert [m.new for m in plan_topic_replay(kafka, "orders", "g", to_offset="latest")] == [10, 5]
     moves = plan_topic_replay(kafka, "orders", "g", to_time=NOW, partitions=[0])
@@ -435,7 +397,7 @@ def test_plan_earliest_latest_and_by_time() -> None:
 
 def test_offset_beyond_the_end_names_the_high_watermark() -> None:
     with pytest.raises(ReplayArgumentError) as err:
-        plan_topic_replay(FakeKafka(), "orders", "g", to_offset=6)
+        plan_topic_replay(orders_kafka(), "orders", "g", to_offset=6)
     assert "beyond the end of orders" in str(err.value)
     assert "high watermark 5 on partition 1" in str(err.value)
     assert "partition 0" not in str(err.value)
@@ -443,57 +405,74 @@ def test_offset_beyond_the_end_names_the_high_watermark() -> None:
 
 def test_offset_before_the_start_names_the_low_watermark() -> None:
     with pytest.raises(ReplayArgumentError, match="low watermark 2 on partition 1"):
-        plan_topic_replay(FakeKafka(), "orders", "g", to_offset=1)
+        plan_topic_replay(orders_kafka(), "orders", "g", to_offset=1)
 
 
 def test_unknown_topic_and_partition() -> None:
     with pytest.raises(ReplayArgumentError, match=r"unknown topic 'nope' on fake:9092; .*orders"):
-        plan_topic_replay(FakeKafka(), "nope", "g", to_offset=1)
+        plan_topic_replay(orders_kafka(), "nope", "g", to_offset=1)
     with pytest.raises(ReplayArgumentError, match="no partition 7; its partitions are 0, 1"):
-        plan_topic_replay(FakeKafka(), "orders", "g", to_offset=1, partitions=[7])
+        plan_topic_replay(orders_kafka(), "orders", "g", to_offset=1, partitions=[7])
     with pytest.raises(ReplayArgumentError, match="exactly one"):
-        plan_topic_replay(FakeKafka(), "orders", "g")
+        plan_topic_replay(orders_kafka(), "orders", "g")
 
 
-@pytest.mark.parametrize(
-    ("state", "live"),
-    [
-        (GroupState("EMPTY", 0), False),
-        (GroupState("DEAD", 0), False),
-        (GroupState("STABLE", 0), True),  # Tansu: live members, none listed
-        (GroupState("STABLE", 2), True),
-        (GroupState("PREPARING_REBALANCING", 1), True),
-    ],
-)
-def test_a_live_group_is_refused(state: GroupState, live: bool) -> None:
-    kafka = FakeKafka(state=state)
-    if live:
-        with pytest.raises(ReplayRefusedError, match="'g' is active"):
-            check_group_idle(kafka, "g")
-    else:
-        assert check_group_idle(kafka, "g") == state
+def test_by_time_after_the_last_record_is_the_end() -> None:
+    kafka = orders_kafka()
+    later = NOW + dt.timedelta(hours=1)
+    moves = plan_topic_replay(kafka, "orders", "g", to_time=later)
+    assert [(m.partition, m.new) for m in moves] == [(0, 10), (1, 5)]
+
+
+def test_a_group_without_members_is_idle_and_one_with_members_refused() -> None:
+    kafka = orders_kafka()
+    assert check_group_idle(kafka, "g").state == "EMPTY"
+    # a group that does not exist yet is idle: moving its offsets creates it
+    assert check_group_idle(kafka, "new-group").state == "DEAD"
+    kafka.join("g", "worker-1", [("orders", 0)])
+    with pytest.raises(ReplayRefusedError, match=r"'g' is active \(state STABLE, 1 member"):
+        check_group_idle(kafka, "g")
 
 
 def test_a_group_that_cannot_be_described_is_refused() -> None:
+    kafka = orders_kafka()
+    kafka.down = RuntimeError("timed out")
     with pytest.raises(ReplayRefusedError, match="cannot tell"):
-        check_group_idle(FakeKafka(state=RuntimeError("timed out")), "g")
+        check_group_idle(kafka, "g")
+    kafka.down = broker_down()  # an omshub error keeps its own message
+    with pytest.raises(SourceUnavailableError, match="did not answer"):
+        check_group_idle(kafka, "g")
+
+
+def test_a_group_that_became_active_before_the_commit_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from omshub.replay import apply_topic_replay
+
+    kafka = orders_kafka()
+    moves = plan_topic_replay(kafka, "orders", "g", to_offset=3)
+
+    def joined_meanwhile(group: str, offsets: Any) -> None:
+        raise GroupActiveError(f"consumer group {group!r} has live members (UNKNOWN_MEMBER_ID)")
+
+    monkeypatch.setattr(kafka, "reset_offsets", joined_meanwhile)
+    with pytest.raises(ReplayRefusedError, match="became active"):
+        apply_topic_replay(kafka, "g", "orders", moves)
 
 
 # -- DLQ -----------------------------------------------------------------------------------------
 
 
 def test_dlq_is_deduplicated_by_push_keeping_the_newest() -> None:
-    records = [
-        TopicRecord(0, 0, 1000, b"SO1", dlq_value(1, 1000, "first")),
-        TopicRecord(1, 0, 1500, b"SO2", dlq_value(2, 1500)),
-        TopicRecord(0, 1, 2000, b"SO1", dlq_value(1, 3000, "second")),
-        TopicRecord(0, 2, 2500, b"SO1", b"not json"),
-        TopicRecord(1, 1, 2600, b"SO3", orjson.dumps({"push_id": "x"})),
-        TopicRecord(1, 2, 2700, b"SO1", dlq_value(1, 2000, "older, written later")),
-    ]
-    read = read_dlq(
-        FakeKafka(records={"ns.dlq": records}, topics={"ns.dlq": {0: (0, 3)}}), "ns.dlq"
+    kafka = dlq_kafka(
+        (0, 1000, b"SO1", dlq_value(1, 1000, "first")),
+        (1, 1500, b"SO2", dlq_value(2, 1500)),
+        (0, 2000, b"SO1", dlq_value(1, 3000, "second")),
+        (0, 2500, b"SO1", b"not json"),
+        (1, 2600, b"SO3", orjson.dumps({"push_id": "x"})),
+        (1, 2700, b"SO1", dlq_value(1, 2000, "older, written later")),
     )
+    read = read_dlq(kafka, "ns.dlq")
     assert read.exists and read.records == 6 and read.unreadable == 2
     assert [e.push_id for e in read.newest_first()] == [1, 2]
     newest = read.entries[1]
@@ -502,7 +481,7 @@ def test_dlq_is_deduplicated_by_push_keeping_the_newest() -> None:
 
 
 def test_a_missing_dlq_topic_is_an_empty_dlq() -> None:
-    read = read_dlq(FakeKafka(topics={}), "ns.dlq")
+    read = read_dlq(FakeKafka(), "ns.dlq")
     assert not read.exists and read.entries == {}
 
 
@@ -513,7 +492,7 @@ def test_a_missing_dlq_topic_is_an_empty_dlq() -> None:
 def fakes(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     state: dict[str, Any] = {
         "db": FakeDb([push(1, "FAILED"), push(2, "FAILED", "TMS_PUSH"), push(3, "DONE")]),
-        "kafka": FakeKafka(),
+        "kafka": orders_kafka(),
     }
     monkeypatch.setattr(cli_replay, "make_db", lambda settings: state["db"])
     monkeypatch.setattr(cli_replay, "make_kafka", lambda settings: state["kafka"])
@@ -594,16 +573,36 @@ def test_replay_topic_arguments(fakes: dict[str, Any]) -> None:
         assert words in result.output, (args, result.output)
     result = run("replay", "topic", "nope", "--group", "g", "--to-offset", "1")
     assert result.exit_code == 2 and "unknown topic 'nope'" in result.output
-    assert not fakes["kafka"].altered
+    assert not fakes["kafka"].asked("reset_offsets")
 
 
 def test_replay_topic_refuses_a_live_group(fakes: dict[str, Any]) -> None:
-    fakes["kafka"].state = GroupState("STABLE", 0)
+    fakes["kafka"].join("g", "worker-1", [("orders", 0)])
     result = run("replay", "topic", "orders", "--group", "g", "--to-offset", "3", "--yes")
     assert result.exit_code == 1 and "is active" in result.output
     result = run("replay", "topic", "orders", "--group", "g", "--to-offset", "3", "--dry-run")
     assert result.exit_code == 1 and "would be refused" in result.output
-    assert not fakes["kafka"].altered
+    assert not fakes["kafka"].asked("reset_offsets")
+
+
+def test_a_broker_that_does_not_answer_exits_1_with_its_reason(fakes: dict[str, Any]) -> None:
+    fakes["kafka"].down = broker_down()
+    for args in (
+        ("replay", "topic", "orders", "--group", "g", "--to-offset", "3"),
+        ("dlq", "list"),
+    ):
+        result = run(*args)
+        assert result.exit_code == 1, (args, result.output)
+        assert "fake:9092 did not answer" in result.output and "omshub status" in result.output
+        assert "Traceback" not in result.output
+    assert fakes["kafka"].closed
+
+
+def test_replay_topic_of_a_new_group_says_it_creates_it(fakes: dict[str, Any]) -> None:
+    result = run("replay", "topic", "orders", "--group", "fresh", "--to-offset", "3", "--yes")
+    assert result.exit_code == 0, result.output
+    assert "'fresh' does not exist yet" in result.output
+    assert fakes["kafka"].committed("fresh") == {("orders", 0): 3, ("orders", 1): 3}
 
 
 def test_replay_topic_dry_run_then_yes(fakes: dict[str, Any]) -> None:
@@ -612,23 +611,19 @@ def test_replay_topic_dry_run_then_yes(fakes: dict[str, Any]) -> None:
     )
     assert result.exit_code == 0, result.output
     assert "→ 0" in result.output and "→ 2" in result.output and "dry run" in result.output
-    assert not fakes["kafka"].altered
+    assert not fakes["kafka"].asked("reset_offsets")
     result = run("replay", "topic", "orders", "--group", "g", "--to-offset", "4", "--yes")
     assert result.exit_code == 0, result.output
-    assert fakes["kafka"].altered == [("g", "orders", {0: 4, 1: 4})]
+    assert fakes["kafka"].asked("reset_offsets") == [("g", {("orders", 0): 4, ("orders", 1): 4})]
+    assert fakes["kafka"].committed("g") == {("orders", 0): 4, ("orders", 1): 4}
     assert fakes["kafka"].closed
 
 
 def _dlq_fakes(fakes: dict[str, Any]) -> None:
-    fakes["kafka"] = FakeKafka(
-        topics={"ns.dlq": {0: (0, 3)}},
-        records={
-            "ns.dlq": [
-                TopicRecord(0, 0, 1000, b"SO1", dlq_value(1, 1000)),
-                TopicRecord(0, 1, 2000, b"SO2", dlq_value(2, 2000, push_type="TMS_PUSH")),
-                TopicRecord(0, 2, 3000, b"SO3", dlq_value(3, 3000)),
-            ]
-        },
+    fakes["kafka"] = dlq_kafka(
+        (0, 1000, b"SO1", dlq_value(1, 1000)),
+        (0, 2000, b"SO2", dlq_value(2, 2000, push_type="TMS_PUSH")),
+        (0, 3000, b"SO3", dlq_value(3, 3000)),
     )
 
 
@@ -647,7 +642,7 @@ def test_dlq_list_shows_entries_with_their_row_status(fakes: dict[str, Any]) -> 
 
 
 def test_dlq_list_without_a_topic(fakes: dict[str, Any]) -> None:
-    fakes["kafka"] = FakeKafka(topics={})
+    fakes["kafka"] = FakeKafka()
     result = run("dlq", "list")
     assert result.exit_code == 0 and "no DLQ topic ns.dlq yet" in result.output
 

@@ -1,10 +1,11 @@
-"""Fakes shared by the web unit tests: a broker probe, a database connection, status files."""
+"""Fakes shared by the web unit tests: a database connection and status files; the broker is
+:class:`tests.unit.kafka_fake.FakeKafka`, the one fake Kafka of the unit tests."""
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,9 @@ from typing import Any
 import orjson
 
 from omshub.fileio import write_json_atomic
+from tests.unit.kafka_fake import FakeKafka
+
+__all__ = ["FakeKafka"]
 
 TP = tuple[str, int]
 
@@ -30,49 +34,6 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
-
-
-class FakeKafka:
-    """Implements ``omshub.web.collect.KafkaProbe`` from dicts; records the calls made."""
-
-    def __init__(self) -> None:
-        self.committed_by_group: dict[str, dict[TP, int]] = {}
-        self.ends: dict[TP, tuple[int, int]] = {}
-        self.stamps: dict[TP, int] = {}
-        self.topics: dict[str, list[int]] = {}
-        self.dlq_records: list[bytes] = []
-        self.fail: Exception | None = None
-        self.end_offsets_calls: list[set[TP]] = []
-        self.timestamps_calls: list[dict[TP, int]] = []
-        self.tail_calls: list[tuple[str, int]] = []
-
-    def _check(self) -> None:
-        if self.fail is not None:
-            raise self.fail
-
-    def committed(self, group: str) -> dict[TP, int]:
-        self._check()
-        return dict(self.committed_by_group.get(group, {}))
-
-    def end_offsets(self, partitions: Iterable[TP]) -> dict[TP, tuple[int, int]]:
-        self._check()
-        wanted = set(partitions)
-        self.end_offsets_calls.append(wanted)
-        return {tp: self.ends[tp] for tp in wanted if tp in self.ends}
-
-    def timestamps_at(self, positions: dict[TP, int]) -> dict[TP, int]:
-        self._check()
-        self.timestamps_calls.append(dict(positions))
-        return {tp: self.stamps[tp] for tp in positions if tp in self.stamps}
-
-    def tail(self, topic: str, count: int) -> list[bytes]:
-        self._check()
-        self.tail_calls.append((topic, count))
-        return list(self.dlq_records[-count:])
-
-    def partitions(self, topic: str) -> list[int]:
-        self._check()
-        return list(self.topics.get(topic, []))
 
 
 class FakeCursor:

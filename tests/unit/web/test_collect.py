@@ -1,6 +1,6 @@
 """Unit tests for omshub.web.collect: one snapshot from status files, the database and the broker.
 
-The broker is a dict-backed ``KafkaProbe``, the database a connection answering the three
+The broker is the in-memory ``FakeKafka``, the database a connection answering the three
 backlog queries, the clock a number the test moves; status files are written into a tmp home.
 """
 
@@ -16,6 +16,7 @@ import pytest
 from connectors.binlog.control import PAUSED, control_path, write_control
 from omshub.settings import Settings
 from omshub.web.collect import STATUS_STALE_S, Collector, History, connect_state
+from tests.unit.kafka_fake import broker_down
 from tests.unit.web.fakes import (
     DEAD_PID,
     DLQ_TOPIC,
@@ -210,8 +211,7 @@ def test_database_error_is_reported_and_the_rest_still_sampled(
     collector: Collector, run_dir: Path, db: FakeDb, kafka: FakeKafka, connects: Connects
 ) -> None:
     connector_status(run_dir)
-    kafka.topics[DLQ_TOPIC] = [0]
-    kafka.ends[(DLQ_TOPIC, 0)] = (0, 2)
+    kafka.fill(DLQ_TOPIC, 0, 0, 2)
     db.fail = pymysql.err.OperationalError(2003, "Can't connect to MySQL server")
     snap = collector.snapshot()
     assert len(snap["errors"]) == 1
@@ -246,29 +246,30 @@ def test_close_closes_the_connection(collector: Collector, db: FakeDb) -> None:
 
 
 def _lag_setup(run_dir: Path, kafka: FakeKafka, clock: FakeClock) -> None:
-    worker_status(run_dir, "worker", updated_at=clock.now, assigned=[f"{WMS}:2", f"{TMS}:0"])
-    kafka.committed_by_group["omshub"] = {
-        (WMS, 0): 90,
-        (WMS, 1): 50,
-        (WMS, 3): 2,  # below the low watermark (retention removed records)
-        ("omshub-__assignor-__leader", 0): 7,
-    }
-    kafka.committed_by_group["finance"] = {("oms.oms_order", 0): 5}
-    kafka.ends = {
-        (WMS, 0): (10, 100),
-        (WMS, 1): (0, 50),
-        (WMS, 2): (5, 20),
-        (WMS, 3): (10, 12),
-        (TMS, 0): (0, 0),  # never written to
-        ("omshub-__assignor-__leader", 0): (0, 9),
-        ("oms.oms_order", 0): (0, 8),
-    }
-    kafka.stamps = {
-        (WMS, 0): int((clock.now - 30) * 1000),
-        (WMS, 2): int((clock.now - 2.5) * 1000),
-        (WMS, 3): 0,  # no timestamp: lag_s stays 0
-        ("oms.oms_order", 0): int((clock.now + 5) * 1000),  # clock skew: never negative
-    }
+    def at(seconds_ago: float | None) -> Any:
+        return lambda _offset: (
+            None if seconds_ago is None else int((clock.now - seconds_ago) * 1000)
+        )
+
+    kafka.commit(
+        "omshub",
+        {
+            (WMS, 0): 90,
+            (WMS, 1): 50,
+            (WMS, 3): 2,  # below the low watermark (retention removed records)
+            ("omshub-__assignor-__leader", 0): 7,
+        },
+    )
+    # assigned to a member, nothing committed yet
+    kafka.join("omshub", "worker-1", [(WMS, 2), (TMS, 0)])
+    kafka.commit("finance", {("oms.oms_order", 0): 5})
+    kafka.fill(WMS, 0, 10, 100, at(30))
+    kafka.fill(WMS, 1, 0, 50, at(1))
+    kafka.fill(WMS, 2, 5, 20, at(2.5))
+    kafka.fill(WMS, 3, 10, 12, at(None))  # no timestamp: lag_s stays 0
+    kafka.add_topic(TMS, 1)  # never written to
+    kafka.fill("omshub-__assignor-__leader", 0, 0, 9)
+    kafka.fill("oms.oms_order", 0, 0, 8, at(-5))  # clock skew: never negative
 
 
 def test_lag_rows(collector: Collector, run_dir: Path, kafka: FakeKafka, clock: FakeClock) -> None:
@@ -293,7 +294,7 @@ def test_lag_rows(collector: Collector, run_dir: Path, kafka: FakeKafka, clock: 
     }
     assert table[("omshub", WMS, 1)]["lag"] == 0
     assert table[("omshub", WMS, 1)]["lag_s"] == 0.0
-    # assigned by a worker, nothing committed yet: counts from the low watermark
+    # assigned to a member, nothing committed yet: counts from the low watermark
     assert table[("omshub", WMS, 2)]["committed"] is None
     assert table[("omshub", WMS, 2)]["lag"] == 15
     assert table[("omshub", WMS, 2)]["lag_s"] == 2.5
@@ -302,21 +303,42 @@ def test_lag_rows(collector: Collector, run_dir: Path, kafka: FakeKafka, clock: 
     assert table[("finance", "oms.oms_order", 0)]["lag"] == 3
     assert table[("finance", "oms.oms_order", 0)]["lag_s"] == 0.0
 
-    # the internal topic is not even asked about; timestamps only where something waits
-    asked = set().union(*kafka.end_offsets_calls)
-    assert ("omshub-__assignor-__leader", 0) not in asked
-    assert (TMS, 0) in asked
-    assert kafka.timestamps_calls[0] == {(WMS, 0): 90, (WMS, 2): 5, (WMS, 3): 10}
+    # timestamps are read only where something waits, at the group's position
+    assert kafka.asked("timestamps_at")[0] == {(WMS, 0): 90, (WMS, 2): 5, (WMS, 3): 10}
 
 
-def test_lag_keeps_partitions_a_worker_no_longer_lists(
+def test_lag_keeps_partitions_once_the_members_are_gone(
     collector: Collector, run_dir: Path, kafka: FakeKafka, clock: FakeClock
 ) -> None:
     _lag_setup(run_dir, kafka, clock)
     collector.snapshot()
-    worker_status(run_dir, "worker", updated_at=clock.now, assigned=[])  # rebalancing
+    kafka.leave("omshub")  # every worker stopped: nothing assigned, (WMS, 2) never committed
     rows = collector.snapshot()["lag"]
     assert ("omshub", WMS, 2) in {(r["group"], r["topic"], r["partition"]) for r in rows}
+
+
+def test_partitions_of_stopped_workers_count_from_their_status_files(
+    collector: Collector, run_dir: Path, kafka: FakeKafka, clock: FakeClock
+) -> None:
+    # the workers stopped before committing anything: Kafka no longer knows the group
+    worker_status(run_dir, "worker", pid=DEAD_PID, assigned=[f"{WMS}:0", f"{WMS}:1", "bad"])
+    kafka.fill(WMS, 0, 0, 4, lambda _offset: int((clock.now - 8) * 1000))
+    kafka.add_topic(WMS, 2)  # partition 1: nothing written yet
+    rows = collector.snapshot()["lag"]
+    assert [(r["group"], r["partition"], r["committed"], r["lag"], r["lag_s"]) for r in rows] == [
+        ("omshub", 0, None, 4, 8.0)
+    ]
+
+
+def test_a_group_that_does_not_exist_yet_has_no_rows(
+    collector: Collector, kafka: FakeKafka
+) -> None:
+    kafka.commit("finance", {("oms.oms_order", 0): 1})
+    kafka.fill("oms.oms_order", 0, 0, 3)
+    snap = collector.snapshot()
+    assert snap["errors"] == []
+    assert [(r["group"], r["lag"]) for r in snap["lag"]] == [("finance", 2)]
+    assert kafka.asked("describe_group") == ["omshub", "finance"]
 
 
 def test_no_partitions_no_lag_rows(collector: Collector) -> None:
@@ -327,15 +349,11 @@ def test_no_partitions_no_lag_rows(collector: Collector) -> None:
 
 
 def test_dlq_count_and_recent_newest_first(collector: Collector, kafka: FakeKafka) -> None:
-    kafka.topics[DLQ_TOPIC] = [0, 1]
-    kafka.ends = {(DLQ_TOPIC, 0): (0, 3), (DLQ_TOPIC, 1): (2, 4)}
-    kafka.dlq_records = [
-        dlq_record(1, 100),
-        dlq_record(3, 300),
-        b"\xff\xfe not json",
-        b"[1, 2]",  # JSON but not a record: left out
-        dlq_record(2, 200),
-    ]
+    for value in (dlq_record(1, 100), dlq_record(3, 300), b"\xff\xfe not json"):
+        kafka.append(DLQ_TOPIC, 0, value, timestamp_ms=len(kafka.calls))
+    kafka.fill(DLQ_TOPIC, 1, 2, 2)  # retention removed offsets 0 and 1
+    kafka.append(DLQ_TOPIC, 1, b"[1, 2]")  # JSON but not a record: left out
+    kafka.append(DLQ_TOPIC, 1, dlq_record(2, 200))
     dlq = collector.snapshot()["dlq"]
     assert dlq["topic"] == DLQ_TOPIC
     assert dlq["count"] == 5
@@ -343,22 +361,19 @@ def test_dlq_count_and_recent_newest_first(collector: Collector, kafka: FakeKafk
     undecodable = dlq["recent"][-1]
     assert undecodable["error"] == "undecodable DLQ record"
     assert "not json" in undecodable["raw"]
-    assert kafka.tail_calls == [(DLQ_TOPIC, 10)]
+    assert kafka.asked("tail") == [(DLQ_TOPIC, 10)]
 
 
 def test_dlq_tail_read_again_only_when_the_topic_grows(
     collector: Collector, kafka: FakeKafka
 ) -> None:
-    kafka.topics[DLQ_TOPIC] = [0]
-    kafka.ends = {(DLQ_TOPIC, 0): (0, 1)}
-    kafka.dlq_records = [dlq_record(1, 100)]
+    kafka.append(DLQ_TOPIC, 0, dlq_record(1, 100))
     collector.snapshot()
     collector.snapshot()
-    assert len(kafka.tail_calls) == 1
-    kafka.ends = {(DLQ_TOPIC, 0): (0, 2)}
-    kafka.dlq_records.append(dlq_record(2, 200))
+    assert len(kafka.asked("tail")) == 1
+    kafka.append(DLQ_TOPIC, 0, dlq_record(2, 200))
     dlq = collector.snapshot()["dlq"]
-    assert len(kafka.tail_calls) == 2
+    assert len(kafka.asked("tail")) == 2
     assert [r["push_id"] for r in dlq["recent"]] == [2, 1]
 
 
@@ -375,9 +390,10 @@ def test_broker_error_is_reported_and_the_rest_still_sampled(
     connector_status(run_dir, updated_at=clock.now)
     worker_status(run_dir, "worker", updated_at=clock.now, done=1)
     db.backlog = [("WMS_RETURN", "PENDING", 4, None)]
-    kafka.fail = RuntimeError("broker down")
+    kafka.down = broker_down()
     snap = collector.snapshot()
-    assert snap["errors"] == ["broker: broker down"]
+    assert snap["errors"] == [f"broker: {kafka.down}"]
+    assert "fake:9092 did not answer" in snap["errors"][0]
     assert snap["lag"] == []
     assert snap["dlq"] == {"count": None, "recent": []}
     assert snap["pushes"]["totals"]["PENDING"] == 4

@@ -153,11 +153,10 @@ def clock() -> FakeClock:
 @pytest.fixture
 def kafka(clock: FakeClock) -> FakeKafka:
     kafka = FakeKafka()
-    kafka.committed_by_group["omshub"] = {(WMS, 0): 90}
-    kafka.ends = {(WMS, 0): (0, 100), (DLQ_TOPIC, 0): (0, 4)}
-    kafka.stamps = {(WMS, 0): int((clock.now - 20) * 1000)}
-    kafka.topics[DLQ_TOPIC] = [0]
-    kafka.dlq_records = [dlq_record(1, 100), dlq_record(2, 200)]
+    kafka.commit("omshub", {(WMS, 0): 90})
+    kafka.fill(WMS, 0, 0, 100, lambda _offset: int((clock.now - 20) * 1000))
+    for push_id, failed_at_ms in ((3, 30), (4, 40), (1, 100), (2, 200)):
+        kafka.append(DLQ_TOPIC, 0, dlq_record(push_id, failed_at_ms))
     return kafka
 
 
@@ -578,7 +577,7 @@ async def test_metrics(client: TestClient[Any, Any]) -> None:
 async def test_metrics_when_the_broker_is_down(
     client: TestClient[Any, Any], kafka: FakeKafka
 ) -> None:
-    kafka.fail = RuntimeError("broker down")
+    kafka.down = RuntimeError("broker down")
     await client.app[SAMPLER].sample()
     samples = _samples(await (await client.get("/metrics")).text())
     assert "omshub_dlq_records" not in samples  # unknown, not zero
@@ -596,7 +595,7 @@ async def test_overview(client: TestClient[Any, Any]) -> None:
     assert [c["name"] for c in body["connectors"]] == ["oms"]
     assert body["pushes"]["totals"]["PENDING"] == 7
     assert body["dlq"]["count"] == 4
-    assert [r["push_id"] for r in body["dlq"]["recent"]] == [2, 1]
+    assert [r["push_id"] for r in body["dlq"]["recent"]] == [2, 1, 4, 3]
     assert body["lag"][0]["lag"] == 10
 
 
