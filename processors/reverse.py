@@ -28,7 +28,8 @@ import datetime as dt
 import json
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections import Counter
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -115,6 +116,11 @@ class Intercepts:
                 raise InterceptUnavailable(
                     f"{system.upper()} answered {response.status} with a body that is not JSON"
                 ) from None
+            if not isinstance(answer, dict):
+                raise InterceptUnavailable(
+                    f"{system.upper()} answered {response.status} with JSON that is not an "
+                    f"object ({text[:80]}); the reverse order stays HOLDING and is asked again"
+                )
             if response.status >= 400:
                 return False, str(answer.get("error") or f"answered {response.status}")
             intercepted = bool(answer.get("intercepted"))
@@ -129,6 +135,27 @@ def _json_default(value: Any) -> str:
     if isinstance(value, Decimal):
         return f"{value:.2f}"
     return str(value)
+
+
+def node_keys(reverse_no: str, nodes: Sequence[tuple[PushType, Mapping[str, Any]]]) -> list[str]:
+    """One idempotency key per push node, the same on every run of the same reverse order.
+
+    ``<reverse_no>:<type>`` for a type the order needs once; a type it needs per SKU (sellable
+    stock, presale quota) gets ``<reverse_no>:<type>:<sku_code>`` on each node (``#n`` after a
+    SKU that repeats), so ``INSERT IGNORE`` drops only a node written before, never a sibling.
+    """
+    counts = Counter(push_type for push_type, _payload in nodes)
+    seen: Counter[str] = Counter()
+    keys = []
+    for push_type, payload in nodes:
+        key = f"{reverse_no}:{push_type}"
+        if counts[push_type] > 1:
+            key = f"{key}:{payload.get('sku_code', '')}"
+            seen[key] += 1
+            if seen[key] > 1:
+                key = f"{key}#{seen[key]}"
+        keys.append(key)
+    return keys
 
 
 class ReverseFlow:
@@ -433,9 +460,11 @@ class ReverseFlow:
                             reverse["id"],
                             str(push_type),
                             json.dumps(payload, ensure_ascii=False, default=_json_default),
-                            f"{reverse_no}:{push_type}",
+                            key,
                         )
-                        for push_type, payload in nodes
+                        for (push_type, payload), key in zip(
+                            nodes, node_keys(reverse_no, nodes), strict=True
+                        )
                     ],
                 )
                 steps = []

@@ -21,6 +21,7 @@ from typing import Any
 
 import pymysql
 
+from omshub.errors import ContractError
 from processors.router import task_from_row
 from processors.writeback import Database
 from schemas.pushes import KNOWN_PUSH_TYPES
@@ -103,9 +104,15 @@ class Sweeper:
                                 row["created_at"] = (created - _EPOCH) // dt.timedelta(
                                     milliseconds=1
                                 )
-                            result.stale_pending.append(
-                                task_from_row(row, {"sweeper": True, "reason": "stale PENDING"})
-                            )
+                            source = {"sweeper": True, "reason": "stale PENDING"}
+                            try:
+                                task = task_from_row(row, source)
+                            except ContractError:
+                                # a zero TIMESTAMP comes back as its string: the push is still
+                                # valid, only its latency has no origin
+                                row["created_at"] = None
+                                task = task_from_row(row, source)
+                            result.stale_pending.append(task)
                 finally:
                     cur.execute("SELECT RELEASE_LOCK(%s)", (_LOCK,))
                     cur.fetchall()
