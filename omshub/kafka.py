@@ -377,7 +377,39 @@ class Kafka:
                 if error is None or error.code() != KafkaError.TOPIC_ALREADY_EXISTS:
                     raise self._translate(f"creating topic {name}", exc) from exc
             self._known_topics.add(name)
+        self._await_leaders(created)
         return created
+
+    def _await_leaders(self, names: list[str]) -> None:
+        """Return once every partition of ``names`` has a leader in the metadata clients get.
+
+        CreateTopics is answered when the controller has the topic, before every broker's
+        metadata shows it (seen: 1.4 s on a fresh broker). A consumer that subscribes in that
+        gap leaves the topic out ("Ignoring missing topic") until its next metadata refresh,
+        minutes later, and sits idle; so the caller waits here instead.
+        """
+        deadline = time.monotonic() + self.timeout
+        pending = set(names)
+        while pending:
+            metadata = self._metadata()
+            for name in list(pending):
+                info = metadata.topics.get(name)
+                if (
+                    info is not None
+                    and info.error is None
+                    and info.partitions
+                    and all(p.leader >= 0 for p in info.partitions.values())
+                ):
+                    pending.discard(name)
+            if not pending:
+                return
+            if time.monotonic() >= deadline:
+                raise SourceUnavailableError(
+                    f"topics {sorted(pending)} were created on {self.bootstrap_servers} but have "
+                    f"no leader in its metadata after {self.timeout:g} s; the broker is slow or "
+                    "unhealthy: check its log, then start again"
+                )
+            time.sleep(0.1)
 
     # -- offsets
 

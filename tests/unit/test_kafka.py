@@ -67,6 +67,7 @@ def metadata(topics: dict[str, int], brokers: int = 1) -> ClusterMetadata:
         for p in range(count):
             partition = PartitionMetadata()
             partition.id = p
+            partition.leader = 0
             topic.partitions[p] = partition
         cluster.topics[name] = topic
     return cluster
@@ -120,6 +121,9 @@ class StubAdmin:
 
     def list_offsets(self, request: dict[TopicPartition, Any], request_timeout: float) -> Any:
         return self._answer("list_offsets", request)
+
+    def create_topics(self, topics: list[Any], **_timeouts: float) -> Any:
+        return self._answer("create", topics)
 
 
 def stub_kafka(admin: StubAdmin) -> Kafka:
@@ -348,3 +352,50 @@ def test_a_broker_that_is_down_is_source_unavailable(
     assert f"127.0.0.1:{closed_port} did not answer {what}" in message
     assert "omshub status" in message
     assert err.value.retry_after == 2.0
+
+
+def _leaderless(name: str, partitions: int) -> TopicMetadata:
+    topic = TopicMetadata()
+    topic.topic = name
+    for p in range(partitions):
+        partition = PartitionMetadata()
+        partition.id = p  # leader stays -1: the broker's metadata does not have it yet
+        topic.partitions[p] = partition
+    return topic
+
+
+def test_ensure_topics_returns_once_every_new_partition_has_a_leader() -> None:
+    """A consumer that subscribes before the topic is in the metadata ignores it for minutes."""
+    admin = StubAdmin({})
+    polls: list[int] = []
+
+    def create(topics: list[Any]) -> dict[str, Future[Any]]:
+        admin.cluster.topics["new.topic"] = _leaderless("new.topic", 2)
+        return {t.topic: done() for t in topics}
+
+    admin.then("create", create)
+    original = admin.list_topics
+
+    def list_topics(timeout: float) -> ClusterMetadata:
+        polls.append(1)
+        if len(polls) == 3:  # the third look after the create finds the leaders elected
+            for partition in admin.cluster.topics["new.topic"].partitions.values():
+                partition.leader = 0
+        return original(timeout)
+
+    admin.list_topics = list_topics  # type: ignore[method-assign]
+    assert stub_kafka(admin).ensure_topics(["new.topic"], partitions=2) == ["new.topic"]
+    assert len(polls) == 3  # the existence check, one look without leaders, one with
+
+
+def test_ensure_topics_says_when_new_topics_never_get_a_leader() -> None:
+    admin = StubAdmin({})
+
+    def create(topics: list[Any]) -> dict[str, Future[Any]]:
+        admin.cluster.topics["stuck.topic"] = _leaderless("stuck.topic", 1)
+        return {t.topic: done() for t in topics}
+
+    admin.then("create", create)
+    kafka = Kafka("broker:9092", timeout=0.3, admin=admin)
+    with pytest.raises(SourceUnavailableError, match=r"stuck\.topic.*no leader.*check its log"):
+        kafka.ensure_topics(["stuck.topic"])
