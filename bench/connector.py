@@ -25,8 +25,6 @@ import json
 import statistics
 import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,7 +44,13 @@ from connectors.binlog.sink import KafkaSink
 from omshub.procs import process_usage, read_pid, wait_until
 from omshub.settings import DEFAULT_CONNECTOR_CONFIG, MySQLParams, Settings
 from omshub.stack import LocalStack
-from omshub.stack_connect import CONNECT, connect_component, exporter_url, read_exporter
+from omshub.stack_connect import (
+    CONNECT,
+    connect_call,
+    connect_component,
+    exporter_url,
+    read_exporter,
+)
 
 BATCH = 1000
 _NOT_YET = {
@@ -241,19 +245,6 @@ def embedded_run(
         end.close()
 
 
-def _rest(method: str, url: str, body: Any = None) -> tuple[int, Any]:
-    data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(
-        url, data=data, method=method, headers={"Content-Type": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            raw = answer.read()
-            return answer.status, json.loads(raw) if raw else None
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode(errors="replace")
-
-
 class Debezium:
     """Debezium's MariaDB connector on a Kafka Connect worker of the bench's own (its own home,
     group and topics), started with the stack's component: the same JVM flags, plugin and
@@ -302,7 +293,7 @@ class Debezium:
             self._streaming, 120, 0.5, "Debezium streaming the binlog", (OSError, ValueError)
         )
         self._stop()
-        code, answer = _rest("GET", f"{self.rest}/connectors/{self.name}/offsets")
+        code, answer = connect_call("GET", f"{self.rest}/connectors/{self.name}/offsets")
         if code != 200 or not answer.get("offsets"):
             raise SystemExit(f"no offsets for {self.name}: {code} {answer}")
         self.offsets = answer
@@ -316,11 +307,11 @@ class Debezium:
         )
 
     def _state(self) -> str:
-        code, answer = _rest("GET", f"{self.rest}/connectors/{self.name}/status")
+        code, answer = connect_call("GET", f"{self.rest}/connectors/{self.name}/status")
         return str(answer["connector"]["state"]) if code == 200 else f"HTTP {code}"
 
     def _stop(self) -> None:
-        code, answer = _rest("PUT", f"{self.rest}/connectors/{self.name}/stop")
+        code, answer = connect_call("PUT", f"{self.rest}/connectors/{self.name}/stop")
         if code not in (200, 202, 204):
             raise SystemExit(f"stop {self.name}: {code} {answer}")
         wait_until(lambda: self._state() == "STOPPED", 60, 0.2, f"{self.name} STOPPED")
@@ -328,14 +319,16 @@ class Debezium:
     def run(self, bootstrap: str, rows: int) -> Timing:
         """One round: offsets back to the empty table's position, resume, clock until acked."""
         self._stop()
-        code, answer = _rest("PATCH", f"{self.rest}/connectors/{self.name}/offsets", self.offsets)
+        code, answer = connect_call(
+            "PATCH", f"{self.rest}/connectors/{self.name}/offsets", self.offsets
+        )
         if code != 200:
             raise SystemExit(f"resetting the offsets of {self.name}: {code} {answer}")
         end = TopicEnd(bootstrap, self.topic)
         base = end.count()
         try:
             started = time.perf_counter()
-            code, answer = _rest("PUT", f"{self.rest}/connectors/{self.name}/resume")
+            code, answer = connect_call("PUT", f"{self.rest}/connectors/{self.name}/resume")
             if code not in (200, 202, 204):
                 raise SystemExit(f"resume {self.name}: {code} {answer}")
             return time_until_acked(end, base, rows, started, self._failed, "Debezium")
@@ -343,7 +336,7 @@ class Debezium:
             end.close()
 
     def _failed(self) -> str | None:
-        code, answer = _rest("GET", f"{self.rest}/connectors/{self.name}/status")
+        code, answer = connect_call("GET", f"{self.rest}/connectors/{self.name}/status")
         if code != 200:
             return None
         for part in [answer.get("connector") or {}, *(answer.get("tasks") or [])]:
@@ -358,7 +351,7 @@ class Debezium:
 
     def close(self) -> None:
         try:
-            _rest("DELETE", f"{self.rest}/connectors/{self.name}")
+            connect_call("DELETE", f"{self.rest}/connectors/{self.name}")
         finally:
             self.stack.down()
 

@@ -461,8 +461,11 @@ def _argv(settings: Settings, paths: ConnectPaths) -> list[str]:
 # REST
 
 
-def _call(method: str, url: str, body: Mapping[str, Any] | None = None) -> tuple[int, Any]:
-    """One REST call: (status, decoded JSON or text). Raises OSError when nothing answers."""
+def connect_call(
+    method: str, url: str, body: Mapping[str, Any] | None = None, timeout: float = _HTTP_TIMEOUT_S
+) -> tuple[int, Any]:
+    """One Kafka Connect REST call: (status, decoded JSON or text). Raises OSError when nothing
+    answers."""
     data = orjson.dumps(body) if body is not None else None
     request = urllib.request.Request(
         url,
@@ -471,7 +474,7 @@ def _call(method: str, url: str, body: Mapping[str, Any] | None = None) -> tuple
         headers={"Content-Type": "application/json", "Accept": "application/json"},
     )
     try:
-        with urllib.request.urlopen(request, timeout=_HTTP_TIMEOUT_S) as answer:
+        with urllib.request.urlopen(request, timeout=timeout) as answer:
             return answer.status, _decode(answer.read())
     except urllib.error.HTTPError as exc:
         return exc.code, _decode(exc.read())
@@ -548,7 +551,7 @@ def _bootstrap(settings: Settings, paths: ConnectPaths, pid_file: Path) -> Calla
 
     def bootstrap() -> bool:
         try:
-            code, _ = _call("GET", f"{base}/")
+            code, _ = connect_call("GET", f"{base}/")
         except OSError:
             return False  # REST not listening yet
         if code != 200:
@@ -557,7 +560,7 @@ def _bootstrap(settings: Settings, paths: ConnectPaths, pid_file: Path) -> Calla
         pid = procs.read_pid(pid_file)
         if registered_for[0] is None or registered_for[0] != pid:
             try:
-                code, answer = _call("PUT", f"{base}/connectors/{name}/config", config)
+                code, answer = connect_call("PUT", f"{base}/connectors/{name}/config", config)
             except OSError:
                 return False  # e.g. the request timed out while the worker joins its group
             if code in (409, 503) or (code == 500 and "timed out" in _message(answer).lower()):
@@ -573,7 +576,7 @@ def _bootstrap(settings: Settings, paths: ConnectPaths, pid_file: Path) -> Calla
                 extra={"connector": name, "created": code == 201, "url": base},
             )
         try:
-            code, status = _call("GET", f"{base}/connectors/{name}/status")
+            code, status = connect_call("GET", f"{base}/connectors/{name}/status")
         except OSError:
             return False
         if code != 200 or not isinstance(status, dict):
@@ -597,11 +600,11 @@ def _healthy(settings: Settings, paths: ConnectPaths) -> Callable[[], bool]:
     base = rest_url(settings)
 
     def healthy() -> bool:
-        code, _ = _call("GET", f"{base}/")
+        code, _ = connect_call("GET", f"{base}/")
         if code != 200:
             raise StackError(f"GET {base}/ answered {code}")
         name, _config = effective_config(settings, paths.secrets)
-        code, status = _call("GET", f"{base}/connectors/{name}/status")
+        code, status = connect_call("GET", f"{base}/connectors/{name}/status")
         if code == 404:
             raise StackError(f"connector {name} is not registered with Kafka Connect at {base}")
         if code != 200 or not isinstance(status, dict):

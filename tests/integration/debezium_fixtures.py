@@ -13,8 +13,6 @@ import dataclasses
 import json
 import os
 import re
-import urllib.error
-import urllib.request
 import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -30,6 +28,7 @@ from omshub.procs import wait_until
 from omshub.settings import DEFAULT_CONNECTOR_CONFIG, MySQLParams, Settings
 from omshub.stack import LocalStack
 from omshub.stack_connect import (
+    connect_call,
     connect_component,
     connect_paths,
     effective_config,
@@ -73,25 +72,6 @@ def scoped_document(database: str, prefix: str, name: str) -> dict[str, Any]:
     return {"name": name, "config": config}
 
 
-def _rest(method: str, url: str, body: Mapping[str, Any] | None = None) -> tuple[int, Any]:
-    request = urllib.request.Request(
-        url,
-        data=json.dumps(body).encode() if body is not None else None,
-        method=method,
-        headers={"Content-Type": "application/json", "Accept": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=30) as answer:
-            raw = answer.read()
-            return answer.status, json.loads(raw) if raw else None
-    except urllib.error.HTTPError as exc:
-        raw = exc.read()
-        try:
-            return exc.code, json.loads(raw) if raw else None
-        except json.JSONDecodeError:
-            return exc.code, raw.decode(errors="replace")
-
-
 @pytest.fixture(scope="session")
 def debezium(
     stack_settings: Settings, tmp_path_factory: pytest.TempPathFactory
@@ -130,7 +110,7 @@ def debezium(
         yield session
     finally:
         try:
-            _rest("DELETE", f"{session.rest}/connectors/{name}")
+            connect_call("DELETE", f"{session.rest}/connectors/{name}")
         finally:
             stack.down()
             with conn.cursor() as cur:
@@ -166,13 +146,15 @@ def debezium_connector(
     )
     _name, config = effective_config(settings, connect_paths(session.settings.home).secrets)
     ensure_table_topics(settings)
-    code, answer = _rest("PUT", f"{session.rest}/connectors/{name}/config", config)
+    code, answer = connect_call(
+        "PUT", f"{session.rest}/connectors/{name}/config", config, timeout=30
+    )
     assert code in (200, 201), (code, answer)
     url = metrics_url(session.settings)
     assert url is not None
 
     def streaming() -> bool:
-        code, status = _rest("GET", f"{session.rest}/connectors/{name}/status")
+        code, status = connect_call("GET", f"{session.rest}/connectors/{name}/status")
         if code != 200:
             return False
         states = [status["connector"]["state"], *(t["state"] for t in status["tasks"])]
@@ -185,4 +167,4 @@ def debezium_connector(
         wait_until(streaming, 90, what=f"Debezium connector {name} streaming", ignore=(OSError,))
         yield document, path
     finally:
-        _rest("DELETE", f"{session.rest}/connectors/{name}")
+        connect_call("DELETE", f"{session.rest}/connectors/{name}")
