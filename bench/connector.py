@@ -41,16 +41,11 @@ from connectors.binlog.config import parse_config
 from connectors.binlog.connector import BinlogConnector
 from connectors.binlog.offsets import FileOffsetStore, Offset
 from connectors.binlog.sink import KafkaSink
-from omshub.procs import process_usage, read_pid, wait_until
-from omshub.settings import DEFAULT_CONNECTOR_CONFIG, MySQLParams, Settings
-from omshub.stack import LocalStack
-from omshub.stack_connect import (
-    CONNECT,
-    connect_call,
-    connect_component,
-    exporter_url,
-    read_exporter,
-)
+from omshub.core.procs import process_usage, read_pid, wait_until
+from omshub.core.settings import DEFAULT_CONNECTOR_CONFIG, MySQLParams, Settings
+from omshub.stack.connect import CONNECT, connect_component
+from omshub.stack.connect_rest import connect_call, exporter_url, read_exporter
+from omshub.stack.local import LocalStack
 
 BATCH = 1000
 _NOT_YET = {

@@ -20,8 +20,8 @@ import uuid
 from aiokafka import AIOKafkaConsumer
 from confluent_kafka import Producer
 
-from omshub.kafka import Kafka, producer_config
-from omshub.settings import Settings
+from omshub.core.kafka import Kafka, producer_config
+from omshub.core.settings import Settings
 
 
 def cpu_s() -> float:

@@ -48,11 +48,12 @@ import pymysql
 from rich.console import Console
 from rich.table import Table
 
-from omshub.db import ensure_database, make_engine, migrate
-from omshub.sandbox import SandboxClient
-from omshub.seed import make_push
-from omshub.settings import MySQLParams, Settings
-from omshub.stack import LocalStack
+from omshub.core.mysql import make_engine
+from omshub.core.settings import MySQLParams, Settings
+from omshub.ops.migrations import ensure_database, migrate
+from omshub.sandbox.seed import make_push
+from omshub.sandbox.server import SandboxClient
+from omshub.stack.local import LocalStack
 from processors.router import task_from_row
 from processors.writeback import Database, WriteBack
 from schemas.payloads import EXAMPLE_PAYLOADS

@@ -26,10 +26,11 @@ import pymysql
 from rich.console import Console
 from rich.table import Table
 
-from omshub.db import ensure_database, make_engine, migrate
-from omshub.seed import generate_orders, insert_orders
-from omshub.settings import MySQLParams, Settings
-from omshub.stack import LocalStack
+from omshub.core.mysql import make_engine
+from omshub.core.settings import MySQLParams, Settings
+from omshub.ops.migrations import ensure_database, migrate
+from omshub.sandbox.seed import generate_orders, insert_orders
+from omshub.stack.local import LocalStack
 from processors.cancel_lookup import CancelApplicationIndex, make_fetch, snapshot_order_nos
 
 

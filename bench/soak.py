@@ -40,10 +40,10 @@ from pushes import (
 from rich.console import Console
 from rich.table import Table
 
-from omshub.procs import process_usage
-from omshub.sandbox import SandboxClient
-from omshub.settings import MySQLParams, Settings
-from omshub.stack import LocalStack
+from omshub.core.procs import process_usage
+from omshub.core.settings import MySQLParams, Settings
+from omshub.sandbox.server import SandboxClient
+from omshub.stack.local import LocalStack
 
 TICK_S = 0.05
 RSS_GROWTH_LIMIT = 0.10

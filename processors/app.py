@@ -35,10 +35,11 @@ from faust.sensors import Monitor
 from faust.types import TP, EventT, Message, StreamT
 
 from connectors.binlog.config import load_config
-from omshub.errors import ContractError
-from omshub.fileio import write_json_atomic
-from omshub.kafka import Kafka, producer_config, reader_config
-from omshub.settings import Settings
+from omshub.core.backoff import Backoff
+from omshub.core.errors import ContractError
+from omshub.core.fileio import write_json_atomic
+from omshub.core.kafka import Kafka, producer_config, reader_config
+from omshub.core.settings import Settings
 from processors.cancel_lookup import (
     CancelApplicationIndex,
     make_fetch,
@@ -60,6 +61,9 @@ from workers.http import HttpSession
 from workers.registry import build_workers, worker_for
 
 log = logging.getLogger(__name__)
+
+_STOCK_BACKOFF = Backoff(base_s=0.2, cap_s=2.0)
+"""Waits between sellable-stock attempts in the agent: 0.1-0.2 s first, up to 2 s."""
 
 _RAW: dict[str, Any] = {
     "key_type": bytes,
@@ -464,7 +468,7 @@ def create_app(settings: Settings) -> faust.App:
                 return True
             if outcome.status is PushStatus.FAILED:
                 break
-            await asyncio.sleep(min(2.0, 0.1 * 2**attempt))
+            await _STOCK_BACKOFF.sleep(attempt)
         log.error("sellable stock not delivered", extra={"key": update.event_id()})
         return False
 

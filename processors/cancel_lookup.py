@@ -55,7 +55,9 @@ from pybloom_live import ScalableBloomFilter
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
-from omshub.settings import MySQLParams
+from omshub.core import mysql
+from omshub.core.errors import LookupUnavailableError
+from omshub.core.settings import MySQLParams
 from schemas.change_event import ChangeEvent, Op
 
 __all__ = [
@@ -66,7 +68,7 @@ __all__ = [
     "CancelApplicationIndex",
     "Fetch",
     "LookupResult",
-    "LookupUnavailable",
+    "LookupUnavailableError",
     "make_fetch",
     "make_handler",
     "make_stats_handler",
@@ -97,17 +99,12 @@ SNAPSHOT_SQL: Final = "SELECT DISTINCT order_no FROM cs_cancel_application"
 ORDER_NO_RE: Final = re.compile(r"[A-Za-z0-9_-]{1,32}")
 """An order number as the API accepts it (``order_no`` is VARCHAR(32) in the table)."""
 
-_UTC_INIT: Final = "SET time_zone = '+00:00'"
 
 Fetch = Callable[[str], Awaitable[list[dict[str, Any]]]]
 """Reads the applications of one order from the table, oldest first."""
 
 Status = Literal["none", "found"]
 Source = Literal["bloom", "database"]
-
-
-class LookupUnavailable(Exception):
-    """The cancel-application table could not be read (connection refused, timeout, ...)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,10 +357,8 @@ def _application(row: Iterable[Any]) -> dict[str, Any]:
 
 
 def _connect(params: MySQLParams, **kw: Any) -> pymysql.connections.Connection[Any]:
-    kw.setdefault("init_command", _UTC_INIT)
-    kw.setdefault("connect_timeout", 5)
     kw.setdefault("read_timeout", 10)
-    return pymysql.connect(**params.pymysql_kwargs(), autocommit=True, **kw)
+    return mysql.connect(params, autocommit=True, **kw)
 
 
 _RECONNECT_ERRORS: Final = (pymysql.err.OperationalError, pymysql.err.InterfaceError)
@@ -374,9 +369,10 @@ def make_fetch(engine_or_params: MySQLParams | Engine, executor: Executor | None
 
     With :class:`MySQLParams` each executor thread keeps its own PyMySQL connection (UTC session,
     autocommit, so each read sees the latest commits) and reconnects once if it was dropped. With
-    a SQLAlchemy engine (:func:`omshub.db.make_engine`, whose sessions are already UTC) each read
-    takes a pooled connection. Timestamps come back as ISO-8601 UTC strings with milliseconds.
-    Database errors are raised as :class:`LookupUnavailable`.
+    a SQLAlchemy engine (:func:`omshub.core.mysql.make_engine`, whose sessions are already
+    UTC) each read takes a pooled connection. Timestamps come back as ISO-8601 UTC strings with
+    milliseconds.
+    Database errors are raised as :class:`LookupUnavailableError`.
     """
     if isinstance(engine_or_params, Engine):
         engine = engine_or_params
@@ -423,7 +419,7 @@ def make_fetch(engine_or_params: MySQLParams | Engine, executor: Executor | None
         try:
             return await loop.run_in_executor(executor, read, order_no)
         except (pymysql.err.Error, SQLAlchemyError, OSError) as exc:
-            raise LookupUnavailable(
+            raise LookupUnavailableError(
                 f"cannot read cs_cancel_application: {type(exc).__name__}: {exc}"
             ) from exc
 
@@ -441,7 +437,7 @@ def snapshot_order_nos(params: MySQLParams, batch_size: int = 10_000) -> Iterato
     conn = _connect(
         params,
         cursorclass=pymysql.cursors.SSCursor,
-        init_command=f"{_UTC_INIT}, net_write_timeout = 600",
+        init_command=f"{mysql.UTC_SESSION}, net_write_timeout = 600",
         read_timeout=600,
     )
     try:
@@ -512,7 +508,7 @@ def make_handler(
             return _json({"error": problem}, 400)
         try:
             result = await index.lookup(order_no, fetch)
-        except LookupUnavailable as exc:
+        except LookupUnavailableError as exc:
             log.warning("cancel lookup for %s failed: %s", order_no, exc)
             return _json({"error": _UNAVAILABLE}, 503)
         except Exception:

@@ -5,7 +5,7 @@ Pure functions, no I/O, exact ``Decimal``/``Fraction`` arithmetic; amounts are w
 What a line's money is made of
 ------------------------------
 ``oms_order_item`` carries the order-level promotion, coupon and freight already allocated (分摊)
-to the lines by largest remainder (``omshub.seed`` / ``omshub.money.allocate``)::
+to the lines by largest remainder (``omshub.sandbox.seed`` / ``omshub.core.money.allocate``)::
 
     pay_amount     = line_amount - discount_amount - coupon_amount + freight_amount
     goods (net)    = pay_amount - freight_amount
@@ -38,10 +38,10 @@ which is the plain pro rata ``G * q / n`` corrected by the rounding carried from
 (under a cent). Returning the last units (``r + q == n``) therefore refunds exactly the goods left
 (``G - R``), and any number of partial returns of a line add up to its goods amount to the cent;
 after every return the line's goods refund stays within a cent of ``G * r / n``. The exact amounts
-of all returned lines are then rounded together (``omshub.money.round_parts``): the plan's goods
-total is the exact total rounded half up to the cent, spread over the lines by largest remainder
-(ties to the lower ``line_no``), so the lines sum exactly to the total and none is more than a cent
-from its exact share nor above what the line has left.
+of all returned lines are then rounded together (``omshub.core.money.round_parts``): the plan's
+goods total is the exact total rounded half up to the cent, spread over the lines by largest
+remainder (ties to the lower ``line_no``), so the lines sum exactly to the total and none is more
+than a cent from its exact share nor above what the line has left.
 
 Freight policy
 --------------
@@ -73,8 +73,8 @@ from dataclasses import dataclass
 from decimal import Decimal
 from fractions import Fraction
 
-from omshub.errors import ContractError
-from omshub.money import ZERO, MoneyError, cents_of, from_cents, round_parts
+from omshub.core.errors import ContractError, MoneyError, RefundRejected
+from omshub.core.money import ZERO, cents_of, from_cents, round_parts
 
 __all__ = [
     "REVERSE_TYPES",
@@ -90,15 +90,6 @@ __all__ = [
 ]
 
 REVERSE_TYPES: tuple[str, ...] = ("CANCEL", "SALES_RETURN", "REJECTION")
-
-
-class RefundRejected(ContractError):
-    """A refund that must not be made as asked; the message says why, naming order and line."""
-
-    def __init__(self, message: str, *, order_no: str | None = None, line_no: int | None = None):
-        super().__init__(message)
-        self.order_no = order_no
-        self.line_no = line_no
 
 
 @dataclass(frozen=True, slots=True)

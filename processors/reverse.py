@@ -38,13 +38,13 @@ from typing import Any
 import aiohttp
 import pymysql
 
-from omshub.errors import ContractError
-from omshub.settings import MySQLParams
+from omshub.core import mysql
+from omshub.core.errors import ContractError, InterceptUnavailableError, RefundRejected
+from omshub.core.settings import MySQLParams
 from processors.refund import (
     OrderAmounts,
     OrderLine,
     RefundPlan,
-    RefundRejected,
     ReturnLine,
     apply_plan,
     plan_refund,
@@ -107,17 +107,17 @@ class Intercepts:
         async with self.session.post(url, json=body, headers=headers, timeout=timeout) as response:
             text = await response.text()
             if response.status >= 500:
-                raise InterceptUnavailable(
+                raise InterceptUnavailableError(
                     f"{system.upper()} answered {response.status}: {text[:200]}"
                 )
             try:
                 answer = json.loads(text)
             except ValueError:
-                raise InterceptUnavailable(
+                raise InterceptUnavailableError(
                     f"{system.upper()} answered {response.status} with a body that is not JSON"
                 ) from None
             if not isinstance(answer, dict):
-                raise InterceptUnavailable(
+                raise InterceptUnavailableError(
                     f"{system.upper()} answered {response.status} with JSON that is not an "
                     f"object ({text[:80]}); the reverse order stays HOLDING and is asked again"
                 )
@@ -125,10 +125,6 @@ class Intercepts:
                 return False, str(answer.get("error") or f"answered {response.status}")
             intercepted = bool(answer.get("intercepted"))
             return intercepted, str(answer.get("reason") or ("intercepted" if intercepted else ""))
-
-
-class InterceptUnavailable(Exception):
-    """The intercept could not be asked right now; the reverse order stays HOLDING for a retry."""
 
 
 def _json_default(value: Any) -> str:
@@ -167,9 +163,12 @@ class ReverseFlow:
         intercepts: Intercepts | None,
         *,
         executor: ThreadPoolExecutor | None = None,
+        connect: Callable[[], pymysql.connections.Connection[Any]] | None = None,
     ) -> None:
         self.params = params
         self.intercepts = intercepts
+        # one connection per executor thread, opened by ``connect`` (tests pass their fake)
+        self._open = connect or (lambda: mysql.connect(params, dict_rows=True))
         self.executor = executor or ThreadPoolExecutor(
             max_workers=4, thread_name_prefix="omshub-reverse"
         )
@@ -183,12 +182,7 @@ class ReverseFlow:
         """This thread's connection (opening one costs tens of ms; a step costs ~1 ms)."""
         conn: pymysql.connections.Connection[Any] | None = getattr(self._local, "conn", None)
         if conn is None or not conn.open:
-            conn = pymysql.connect(
-                **self.params.pymysql_kwargs(),
-                autocommit=False,
-                init_command="SET time_zone = '+00:00'",
-                cursorclass=pymysql.cursors.DictCursor,
-            )
+            conn = self._open()
             self._local.conn = conn
         return conn
 
@@ -235,7 +229,7 @@ class ReverseFlow:
             else:
                 try:
                     ok, detail = await self.intercepts.intercept(system, order, reverse_no)
-                except (InterceptUnavailable, aiohttp.ClientError, TimeoutError) as exc:
+                except (InterceptUnavailableError, aiohttp.ClientError, TimeoutError) as exc:
                     self._count("intercept_unavailable")
                     await self._db(
                         self._log_step,

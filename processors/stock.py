@@ -20,7 +20,8 @@ from typing import Any
 import orjson
 import pymysql
 
-from omshub.settings import MySQLParams
+from omshub.core import mysql
+from omshub.core.settings import MySQLParams
 from schemas.change_event import ChangeEvent, Op
 
 log = logging.getLogger(__name__)
@@ -142,9 +143,7 @@ class StockCoalescer:
 
     def _connection(self) -> pymysql.connections.Connection[Any]:
         if self._conn is None or not self._conn.open:
-            self._conn = pymysql.connect(
-                **self.params.pymysql_kwargs(), autocommit=False, connect_timeout=5
-            )
+            self._conn = mysql.connect(self.params)
         return self._conn
 
     def _apply(self, batch: list[SellableUpdate]) -> list[SellableUpdate]:

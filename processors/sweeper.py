@@ -21,7 +21,7 @@ from typing import Any
 
 import pymysql
 
-from omshub.errors import ContractError
+from omshub.core.errors import ContractError
 from processors.router import task_from_row
 from processors.writeback import Database
 from schemas.pushes import KNOWN_PUSH_TYPES

@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-import random
 import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -28,11 +27,16 @@ from typing import Any
 import orjson
 import pymysql
 
-from omshub.settings import MySQLParams
+from omshub.core import mysql
+from omshub.core.backoff import Backoff
+from omshub.core.settings import MySQLParams
 from schemas.pushes import PushStatus
 from workers.base import Outcome, PushTask
 
 log = logging.getLogger(__name__)
+
+_WRITE_BACKOFF = Backoff(base_s=0.4, cap_s=10.0)
+"""Waits between write-back attempts while the database is away: 0.2-0.4 s first, up to 10 s."""
 
 _GUARD = "status IN ('PENDING', 'RETRY')"
 _EPOCH = dt.datetime(1970, 1, 1)
@@ -85,12 +89,7 @@ class Database:
 
     def connection(self) -> pymysql.connections.Connection[Any]:
         if self._conn is None or not self._conn.open:
-            self._conn = pymysql.connect(
-                **self.params.pymysql_kwargs(),
-                autocommit=False,
-                init_command="SET time_zone = '+00:00'",
-                connect_timeout=5,
-            )
+            self._conn = mysql.connect(self.params)
             with self._conn.cursor() as cur:
                 # no gap locks: short row locks on primary keys only, next to upstream inserts
                 cur.execute("SET SESSION TRANSACTION ISOLATION LEVEL READ COMMITTED")
@@ -178,7 +177,7 @@ class WriteBack:
 
     async def _flush(self, batch: list[_Pending]) -> None:
         loop = asyncio.get_running_loop()
-        delay = 0.2
+        failures = 0
         while True:
             try:
                 changed = await loop.run_in_executor(self._executor, self._write, batch)
@@ -187,12 +186,13 @@ class WriteBack:
                 # The row is the truth: keep the workers waiting until it is written.
                 self.stats.errors += 1
                 self.db.reset()
+                delay = _WRITE_BACKOFF.delay_s(failures)
+                failures += 1
                 log.error(
                     "write-back failed; retrying",
                     extra={"rows": len(batch), "error": str(exc), "in_s": round(delay, 2)},
                 )
-                await asyncio.sleep(delay * random.uniform(0.8, 1.2))
-                delay = min(10.0, delay * 2)
+                await asyncio.sleep(delay)
         for pending, row_changed in zip(batch, changed, strict=True):
             if not pending.future.done():
                 pending.future.set_result(row_changed)

@@ -5,8 +5,8 @@ the contract in DESIGN.md §3 (the Debezium MySQL/MariaDB envelope written by Js
 ``schemas.enable=false``) and returns one of the frozen models below. Code downstream then relies
 on the models' guarantees (an update has both images, a position has an integer ``pos``, ...)
 instead of re-checking dictionaries, and a record that breaks the contract fails here, once, with a
-:class:`~omshub.errors.ContractError` that says where it came from and what to fix, so it can be
-dead-lettered instead of crashing an agent further down.
+:class:`~omshub.core.errors.ContractError` that says where it came from and what to fix, so it
+can be dead-lettered instead of crashing an agent further down.
 
 The decoder is on the hot path of every Faust agent, so the models are slotted frozen dataclasses
 (not pydantic), JSON parsing is ``orjson``, row images are wrapped (not copied) in read-only
@@ -32,7 +32,7 @@ from typing import Any, Final, TypeAlias
 
 import orjson
 
-from omshub.errors import ContractError
+from omshub.core.errors import ContractError
 
 __all__ = [
     "HEARTBEAT_PREFIX",
@@ -520,7 +520,7 @@ def decode(
     heartbeat topic or a ``serverName`` key is a heartbeat; ``ddl``/``databaseName`` is a schema
     change; ``op`` is a row change.
 
-    Raises :class:`~omshub.errors.ContractError` for anything that does not match the contract,
+    Raises :class:`~omshub.core.errors.ContractError` for anything that does not match the contract,
     naming the record's location, the field, what was expected and what to check.
     """
     ctx = KafkaContext(topic, partition, offset, timestamp_ms)

@@ -56,11 +56,11 @@ from decimal import Decimal, InvalidOperation
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Final, Literal, Self, TypeVar, cast
+from typing import Any, ClassVar, Final, Literal, Self, TypeVar, cast
 
 import orjson
 
-from omshub.errors import ContractError
+from omshub.core.errors import ContractError
 from schemas.payloads import (
     FmsRefundApplyPayload,
     FmsRefundVoucherPayload,
@@ -69,9 +69,7 @@ from schemas.payloads import (
     parse_payload,
 )
 from schemas.pushes import PushStatus, PushType
-
-if TYPE_CHECKING:  # workers/__init__ pulls in aiohttp; the builders only read attributes
-    from workers.records import Outcome, PushTask
+from schemas.tasks import Outcome, PushTask
 
 __all__ = [
     "EVENT_TYPES",

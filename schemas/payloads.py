@@ -3,9 +3,9 @@
 The ``payload`` column of a push row is JSON text written by whoever created the row (the
 reverse-flow processor, a follow-up of a finished push, a replay script). :func:`parse_payload` is
 the one place that text is checked: it returns the push type's model, or raises
-:class:`~omshub.errors.ContractError` with a one-line message that says what to fix (unknown push
-type, text that is not JSON, JSON that is not an object, or the first few validation errors with
-their field paths). A worker never calls a downstream system with a payload that failed here.
+:class:`~omshub.core.errors.ContractError` with a one-line message that says what to fix (unknown
+push type, text that is not JSON, JSON that is not an object, or the first few validation errors
+with their field paths). A worker never calls a downstream system with a payload that failed here.
 
 Conventions shared by every model:
 
@@ -32,7 +32,7 @@ from typing import Annotated, Any, Final, Literal
 import orjson
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from omshub.errors import ContractError
+from omshub.core.errors import ContractError
 from schemas.pushes import PushType
 
 __all__ = [

@@ -45,11 +45,12 @@ from typing import Any, ClassVar, Final, TypeVar
 import aiohttp
 import orjson
 
-from omshub.errors import ContractError, OmshubError, PermanentError, RetryableError
+from omshub.core.errors import ContractError, OmshubError, PermanentError, RetryableError
 from schemas.payloads import PayloadModel, parse_payload, payload_body
 from schemas.pushes import PUSH_TYPES, PushType
+from schemas.tasks import FollowUp, Outcome, PushTask, follow_up_key
 from workers.policy import RetryPolicy, describe_exception
-from workers.records import FollowUp, Outcome, Pool, PushTask, follow_up_key
+from workers.pool import Pool
 
 __all__ = [
     "Answer",

@@ -4,38 +4,33 @@ A worker classifies what happened (success, or an exception) and hands it to :cl
 which alone decides the row's next state:
 
 * success → ``DONE``;
-* :class:`~omshub.errors.RetryableError` (5xx, timeout, connection refused or reset) → ``RETRY``
-  with ``attempts + 1`` and ``next_retry_at = now + delay``, unless this was the last allowed
-  attempt (``attempts + 1 >= max_attempts``): then ``FAILED`` with
+* :class:`~omshub.core.errors.RetryableError` (5xx, timeout, connection refused or reset) →
+  ``RETRY`` with ``attempts + 1`` and ``next_retry_at = now + delay``, unless this was the last
+  allowed attempt (``attempts + 1 >= max_attempts``): then ``FAILED`` with
   ``"gave up after N attempts: <last error>"``;
-* :class:`~omshub.errors.PermanentError` (4xx, malformed answer, invalid payload) → ``FAILED``
+* :class:`~omshub.core.errors.PermanentError` (4xx, malformed answer, invalid payload) → ``FAILED``
   after this attempt, no retry;
 * any other exception is a bug → ``FAILED`` with its type and message, so the row (and the DLQ)
   show it instead of the message being acknowledged and lost.
 
-Backoff is exponential with *equal jitter* (the variant dramatiq uses): for a push that has
-already been tried ``attempts`` times, the ceiling is ``d = min(cap, base * 2**attempts)`` and the
-delay is uniform in ``[d/2, d]``. Half of the delay is guaranteed, so the retries of one push grow
-(the lower bound is monotone up to the cap) and a broken downstream is not hammered; the other half
-is random, so pushes that failed together (a downstream restart) do not come back together. A
-``Retry-After`` from the downstream (``RetryableError.retry_after``) lengthens the delay to at
-least that, still capped.
+Backoff is :class:`omshub.core.backoff.Backoff` (exponential, equal jitter): for a push that has
+already been tried ``attempts`` times the delay is uniform in ``[d/2, d]`` with
+``d = min(cap, base * 2**attempts)``. A ``Retry-After`` from the downstream
+(``RetryableError.retry_after``) lengthens the delay to at least that, still capped.
 """
 
 from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from typing import Final
 
-from omshub.errors import ConfigError, PermanentError, RetryableError
+from omshub.core.backoff import Backoff
+from omshub.core.errors import ConfigError, PermanentError, RetryableError
 from schemas.pushes import PushStatus
-from workers.records import MAX_ERROR_CHARS, FollowUp, Outcome, Pool, clip_error
+from schemas.tasks import MAX_ERROR_CHARS, FollowUp, Outcome, clip_error
+from workers.pool import Pool
 
 __all__ = ["MAX_ERROR_CHARS", "RetryPolicy", "describe_exception"]
-
-_MAX_EXPONENT: Final = 62
-"""Beyond this the ceiling is the cap anyway; keeps ``2.0**n`` finite."""
 
 
 def describe_exception(exc: BaseException) -> str:
@@ -71,27 +66,25 @@ class RetryPolicy:
             rng=rng or random.Random(),
         )
 
+    @property
+    def backoff(self) -> Backoff:
+        return Backoff(self.backoff_base_s, self.backoff_cap_s, self.rng)
+
     def ceiling_s(self, attempts: int) -> float:
         """``min(cap, base * 2**attempts)``: the longest delay after ``attempts`` earlier tries."""
-        exponent = min(max(attempts, 0), _MAX_EXPONENT)
-        return min(self.backoff_cap_s, self.backoff_base_s * 2.0**exponent)
+        return self.backoff.ceiling_s(attempts)
 
     def delay_bounds_s(self, attempts: int) -> tuple[float, float]:
         """The interval the jittered delay is drawn from: ``[d/2, d]``."""
-        ceiling = self.ceiling_s(attempts)
-        return ceiling / 2, ceiling
+        return self.backoff.bounds_s(attempts)
 
     def max_total_delay_s(self) -> float:
         """The longest a push can spend waiting between its first and its last attempt."""
-        return sum(self.ceiling_s(n) for n in range(self.max_attempts - 1))
+        return self.backoff.total_s(self.max_attempts - 1)
 
     def delay_s(self, attempts: int, retry_after: float | None = None) -> float:
         """Seconds to wait before the next try of a push already tried ``attempts`` times."""
-        low, high = self.delay_bounds_s(attempts)
-        delay = self.rng.uniform(low, high)
-        if retry_after is not None and retry_after > delay:
-            delay = min(float(retry_after), self.backoff_cap_s)
-        return delay
+        return self.backoff.delay_s(attempts, at_least_s=retry_after)
 
     def done(
         self,

@@ -14,8 +14,8 @@ from typing import Final
 
 import aiohttp
 
-from omshub.errors import ConfigError, ContractError
-from omshub.settings import Settings
+from omshub.core.errors import ConfigError, ContractError
+from omshub.core.settings import Settings
 from schemas.pushes import PushType
 from workers.base import Worker
 from workers.coupon import CouponWorker

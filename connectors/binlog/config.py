@@ -16,7 +16,7 @@ from typing import Any
 
 import orjson
 
-from omshub.errors import ConfigError
+from omshub.core.errors import ConfigError
 
 SNAPSHOT_MODES = ("initial", "when_needed", "no_data")
 _SNAPSHOT_ALIASES = {"schema_only": "no_data"}

@@ -52,13 +52,15 @@ from connectors.binlog.schema import (
 )
 from connectors.binlog.status import ConnectorMetrics, write_status
 from omshub import __version__
-from omshub.errors import (
+from omshub.core import mysql
+from omshub.core.errors import (
     BinlogPositionPurgedError,
     ConfigError,
+    DeliveryFailedError,
     OmshubError,
     SourceUnavailableError,
 )
-from omshub.settings import MySQLParams
+from omshub.core.settings import MySQLParams
 
 log = logging.getLogger(__name__)
 
@@ -121,10 +123,6 @@ class _ControlRequested(Exception):
     def __init__(self, *, restart: bool) -> None:
         super().__init__("restart" if restart else "pause")
         self.restart = restart
-
-
-class DeliveryFailedError(SourceUnavailableError):
-    """The broker did not acknowledge a record; restart from the last committed offset."""
 
 
 class AckTracker:
@@ -372,11 +370,8 @@ class BinlogConnector:
 
     def _connect(self, **extra: Any) -> pymysql.connections.Connection[Any]:
         try:
-            return pymysql.connect(
-                **self.mysql.pymysql_kwargs(with_db=False),
-                autocommit=True,
-                connect_timeout=5,
-                **extra,
+            return mysql.connect(
+                self.mysql, with_db=False, autocommit=True, connect_timeout=5, **extra
             )
         except pymysql.err.OperationalError as exc:
             code = exc.args[0] if exc.args else None

@@ -13,7 +13,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from omshub.fileio import read_json, write_json_atomic
+from omshub.core.fileio import read_json, write_json_atomic
 
 RUNNING = "RUNNING"
 PAUSED = "PAUSED"

@@ -18,7 +18,7 @@ from typing import Any
 
 import orjson
 
-from omshub.errors import ConfigError
+from omshub.core.errors import ConfigError
 
 
 @dataclass(frozen=True, slots=True)

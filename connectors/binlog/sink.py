@@ -8,7 +8,7 @@ from typing import Any
 from confluent_kafka import Producer
 
 from connectors.binlog.config import ConnectorConfig
-from omshub.kafka import Kafka, producer_config
+from omshub.core.kafka import Kafka, producer_config
 
 
 class KafkaSink:

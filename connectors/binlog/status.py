@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omshub.fileio import read_json, write_json_atomic
+from omshub.core.fileio import read_json, write_json_atomic
 
 
 @dataclass

@@ -30,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 
 from connectors.binlog.config import ConnectorConfig, load_config
-from omshub.settings import Settings
+from omshub.core.settings import Settings
 from processors.stock import STOCK_TOPIC
 from schemas.finance import FINANCE_TOPICS
 from schemas.pushes import PushType, dlq_topic, push_topic
@@ -90,8 +90,8 @@ def plan(settings: Settings, push_partitions: int, replication: int) -> list[Top
 
 def create(bootstrap_servers: str, specs: list[TopicSpec], timeout_s: float = 120.0) -> int:
     """Create the missing topics and return how many were created (waits for the brokers)."""
-    from omshub.errors import OmshubError, SourceUnavailableError
-    from omshub.kafka import Kafka
+    from omshub.core.errors import OmshubError, SourceUnavailableError
+    from omshub.core.kafka import Kafka
 
     kafka = Kafka(bootstrap_servers, timeout=30.0)
     deadline = time.monotonic() + timeout_s

@@ -11,7 +11,7 @@ import urllib.error
 import urllib.request
 from typing import Any
 
-from omshub.errors import ConfigError, SourceUnavailableError
+from omshub.core.errors import ConfigError, SourceUnavailableError
 
 
 class ConnectClient:

@@ -23,10 +23,12 @@ from typing import Any
 import orjson
 
 from connectors.binlog.control import control_path, read_control
-from omshub import procs
-from omshub.fileio import read_json
-from omshub.kafka import Kafka, PartitionLag, UnknownGroupError
-from omshub.settings import Settings
+from omshub.core import procs
+from omshub.core.errors import UnknownGroupError
+from omshub.core.fileio import read_json
+from omshub.core.kafka import Kafka, PartitionLag
+from omshub.core.settings import Settings
+from omshub.stack.connect_rest import connect_connectors
 
 log = logging.getLogger(__name__)
 
@@ -37,7 +39,7 @@ DLQ_RECENT = 10
 
 
 def pid_alive(pid: Any) -> bool:
-    """omshub.procs.pid_alive for a value read from a status file (zombies count as dead)."""
+    """omshub.core.procs.pid_alive for a value read from a status file (zombies count as dead)."""
     return isinstance(pid, int) and procs.pid_alive(pid)
 
 
@@ -80,7 +82,7 @@ class Collector:
         self._dlq_cache: tuple[int, list[dict[str, Any]]] = (-1, [])
         #: per group, the partitions it was seen on: still shown once its members are gone
         self._known_partitions: dict[str, set[tuple[str, int]]] = {}
-        from omshub.stack_connect import metrics_url
+        from omshub.stack.connect_rest import metrics_url
 
         self._metrics_url = metrics_url(settings)
 
@@ -318,138 +320,6 @@ def connector_view(data: dict[str, Any], path: Path, now: float) -> dict[str, An
         "last_error": data.get("last_error"),
         "updated_at": data.get("updated_at"),
         "status_file": str(path),
-    }
-
-
-def connect_connectors(url: str, metrics_url: str | None = None) -> list[dict[str, Any]]:
-    """Connectors of a Kafka Connect cluster (Debezium) from its REST API.
-
-    Connect's REST has states and traces only; position, lag and counters live in Debezium's
-    JMX metrics. With ``metrics_url`` (the local worker's JMX exporter) they are read from there
-    and matched to each connector by its ``topic.prefix``, the ``server`` of Debezium's MBeans;
-    without it those fields stay empty (compose: Prometheus scrapes Connect itself).
-    """
-    import urllib.request
-
-    expand = "?expand=status&expand=info" if metrics_url else "?expand=status"
-    request = urllib.request.Request(
-        f"{url.rstrip('/')}/connectors{expand}", headers={"Accept": "application/json"}
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=3) as answer:
-            data = orjson.loads(answer.read())
-    except (OSError, orjson.JSONDecodeError) as exc:
-        return [
-            {
-                "name": f"connect@{url}",
-                "state": "UNASSIGNED",
-                "detail": "Kafka Connect unreachable",
-                "alive": False,
-                "last_error": str(exc),
-            }
-        ]
-    metrics: dict[str, dict[str, Any]] = {}
-    metrics_error: str | None = None
-    if metrics_url:
-        try:
-            metrics = debezium_metrics(metrics_url)
-        except (OSError, ValueError) as exc:
-            metrics_error = f"Debezium metrics unavailable at {metrics_url}: {exc}"
-    out = []
-    for name, entry in sorted(data.items()):
-        status = entry.get("status") or {}
-        conn = status.get("connector") or {}
-        tasks = status.get("tasks") or []
-        states = [conn.get("state", "UNASSIGNED"), *(t.get("state") for t in tasks)]
-        state = next((s for s in ("FAILED", "PAUSED", "RESTARTING") if s in states), states[0])
-        trace = conn.get("trace") or next((t.get("trace") for t in tasks if t.get("trace")), None)
-        out.append(
-            {
-                "name": name,
-                "state": state,
-                "detail": f"{len(tasks)} task(s) on {conn.get('worker_id', '?')}",
-                "target": None,
-                "alive": state != "UNASSIGNED",
-                "last_error": trace.splitlines()[0] if trace else None,
-                "events_per_s": 0.0,
-                "events_total": None,
-                "errors_total": None,
-                "ms_behind_source": None,
-            }
-        )
-        if metrics_url:
-            config = (entry.get("info") or {}).get("config") or {}
-            figures = metrics.get(str(config.get("topic.prefix")))
-            if figures is not None:
-                out[-1].update(debezium_view(figures))
-            elif metrics_error is not None:
-                out[-1]["metrics_error"] = metrics_error
-    return out
-
-
-def debezium_metrics(url: str, timeout: float = 3.0) -> dict[str, dict[str, Any]]:
-    """Debezium's figures per ``server`` (topic prefix) from a JMX exporter page.
-
-    Names as ``omshub.stack_connect.jmx_exporter_config`` writes them, without the
-    ``debezium_`` prefix (``streaming_binlog_position``, ``snapshot_snapshot_running``...);
-    string attributes come as labels: ``binlog_file``, ``gtid_set``. Per-table series
-    (rows scanned) are left out: the dashboard shows connectors, not tables.
-    """
-    from omshub.stack_connect import read_exporter
-
-    out: dict[str, dict[str, Any]] = {}
-    for sample in read_exporter(url, timeout):
-        server = sample.labels.get("server")
-        if not sample.name.startswith("debezium_") or not server or "table" in sample.labels:
-            continue
-        figures = out.setdefault(server, {"plugin": sample.labels.get("plugin")})
-        key = sample.name.removeprefix("debezium_")
-        if key == "streaming_binlog_file":
-            figures["binlog_file"] = sample.labels.get("file")
-        elif key == "streaming_gtid_set":
-            figures["gtid_set"] = sample.labels.get("gtid_set")
-        else:
-            figures[key] = sample.value
-    return out
-
-
-def debezium_view(figures: dict[str, Any]) -> dict[str, Any]:
-    """The dashboard's connector fields from Debezium's metrics (see :func:`debezium_metrics`).
-
-    ``MilliSecondsBehindSource`` is -1 before the first event; shown as unknown then. Events are
-    the row changes streamed (creates, updates, deletes), what the embedded connector counts;
-    Debezium's ``TotalNumberOfEventsSeen`` also counts every other binlog event (transaction
-    boundaries, table maps), about three times as many on the demo.
-    """
-
-    def number(key: str) -> float:
-        value = figures.get(key)
-        return float(value) if isinstance(value, int | float) else 0.0
-
-    behind = figures.get("streaming_milli_seconds_behind_source")
-    snapshot_running = number("snapshot_snapshot_running") > 0
-    connected = number("streaming_connected") > 0
-    position = figures.get("streaming_binlog_position")
-    return {
-        "phase": "snapshot" if snapshot_running else "streaming" if connected else "connecting",
-        "connected": connected,
-        "binlog_file": figures.get("binlog_file"),
-        "binlog_pos": int(position) if isinstance(position, int | float) else None,
-        "gtid_set": figures.get("gtid_set"),
-        "ms_behind_source": (
-            int(behind) if isinstance(behind, int | float) and behind >= 0 else None
-        ),
-        "events_total": int(
-            sum(
-                number(f"streaming_total_number_of_{op}_events_seen")
-                for op in ("create", "update", "delete")
-            )
-        ),
-        "errors_total": int(
-            number("streaming_number_of_erroneous_events")
-            + number("snapshot_number_of_erroneous_events")
-        ),
-        "reconnects_total": int(number("streaming_number_of_disconnects")),
     }
 
 

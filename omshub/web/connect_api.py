@@ -21,9 +21,9 @@ from aiohttp import web
 
 from connectors.binlog.control import PAUSED, RUNNING, control_path, write_control
 from omshub import __version__
-from omshub.errors import OmshubError
-from omshub.fileio import read_json
-from omshub.settings import Settings
+from omshub.core.errors import OmshubError
+from omshub.core.fileio import read_json
+from omshub.core.settings import Settings
 from omshub.web.collect import connector_view
 
 log = logging.getLogger(__name__)

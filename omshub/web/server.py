@@ -17,11 +17,11 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import pymysql
 from aiohttp import web
 
-from omshub.kafka import Kafka
-from omshub.settings import Settings
+from omshub.core import mysql
+from omshub.core.kafka import Kafka
+from omshub.core.settings import Settings
 from omshub.web.collect import Collector, History
 from omshub.web.connect_api import ConnectApi
 from omshub.web.metrics import CONTENT_TYPE, render
@@ -176,7 +176,7 @@ def run_web(settings: Settings, kafka: Kafka | None = None) -> None:
     params = settings.mysql()
 
     def connect_db() -> Any:
-        return pymysql.connect(**params.pymysql_kwargs(), autocommit=True, connect_timeout=3)
+        return mysql.connect(params, autocommit=True, connect_timeout=3)
 
     collector = Collector(
         settings, connect_db, kafka or Kafka(settings.bootstrap_servers, timeout=3.0)
@@ -185,7 +185,7 @@ def run_web(settings: Settings, kafka: Kafka | None = None) -> None:
     if settings.start_connector:
 
         def restart() -> None:
-            from omshub.stack import CONNECTOR, LocalStack
+            from omshub.stack.local import CONNECTOR, LocalStack
 
             LocalStack(settings).up([CONNECTOR])
 

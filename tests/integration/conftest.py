@@ -30,11 +30,12 @@ from connectors.binlog.connector import BinlogConnector
 from connectors.binlog.control import control_path
 from connectors.binlog.offsets import FileOffsetStore
 from connectors.binlog.sink import KafkaSink
-from omshub.db import make_engine, migrate
-from omshub.kafka import consumer_config
-from omshub.procs import wait_until
-from omshub.settings import MySQLParams, Settings
-from omshub.stack import LocalStack, mariadb_component
+from omshub.core.kafka import consumer_config
+from omshub.core.mysql import make_engine
+from omshub.core.procs import wait_until
+from omshub.core.settings import MySQLParams, Settings
+from omshub.ops.migrations import migrate
+from omshub.stack.local import LocalStack, mariadb_component
 from schemas.change_event import ChangeEvent, Record, Tombstone, decode
 
 REPO = Path(__file__).resolve().parents[2]

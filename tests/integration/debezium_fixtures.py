@@ -23,19 +23,18 @@ from typing import Any
 import pymysql
 import pytest
 
-from omshub.db import make_engine, migrate
-from omshub.procs import wait_until
-from omshub.settings import DEFAULT_CONNECTOR_CONFIG, MySQLParams, Settings
-from omshub.stack import LocalStack
-from omshub.stack_connect import (
-    connect_call,
+from omshub.core.mysql import make_engine
+from omshub.core.procs import wait_until
+from omshub.core.settings import DEFAULT_CONNECTOR_CONFIG, MySQLParams, Settings
+from omshub.ops.migrations import migrate
+from omshub.stack.connect import (
     connect_component,
     connect_paths,
     effective_config,
     ensure_table_topics,
-    metrics_url,
 )
-from omshub.web.collect import debezium_metrics
+from omshub.stack.connect_rest import connect_call, debezium_metrics, metrics_url
+from omshub.stack.local import LocalStack
 
 
 @dataclass(frozen=True)

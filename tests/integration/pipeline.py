@@ -18,10 +18,10 @@ import orjson
 import pymysql
 import pytest
 
-from omshub.procs import pid_alive, wait_until
-from omshub.sandbox import SandboxClient
-from omshub.settings import MySQLParams
-from omshub.stack_connect import metrics_url
+from omshub.core.procs import pid_alive, wait_until
+from omshub.core.settings import MySQLParams
+from omshub.sandbox.server import SandboxClient
+from omshub.stack.connect_rest import metrics_url
 from tests.integration.conftest import REPO, TEST_HOME, connector_document, sql
 from tests.integration.debezium_fixtures import debezium_connector
 from workers.registry import WORKER_CLASSES

@@ -21,9 +21,9 @@ import pytest
 from confluent_kafka import Consumer, TopicPartition
 
 from connectors.binlog.config import parse_config
-from omshub.kafka import consumer_config
-from omshub.procs import wait_until
-from omshub.settings import MySQLParams
+from omshub.core.kafka import consumer_config
+from omshub.core.procs import wait_until
+from omshub.core.settings import MySQLParams
 from schemas.change_event import decode
 from tests.integration.conftest import sql
 from tests.integration.debezium_fixtures import DebeziumSession, debezium_connector

@@ -10,7 +10,7 @@ import sys
 import orjson
 import pytest
 
-from omshub.errors import ConfigError
+from omshub.core.errors import ConfigError
 from tests.integration.conftest import REPO, connector_document
 
 
@@ -117,7 +117,8 @@ def test_unsupported_values_name_the_alternatives(scratch_db, bootstrap, tmp_pat
 
 def test_binlog_off_fails_fast(spare_mariadb_factory, start_connector):
     spare = spare_mariadb_factory("nobinlog", 23326, binlog=False)
-    from omshub.db import ensure_database, make_engine, migrate
+    from omshub.core.mysql import make_engine
+    from omshub.ops.migrations import ensure_database, migrate
 
     params = spare.params
     ensure_database(params)

@@ -89,7 +89,7 @@ def test_wire_format_matches_fixture_field_order(scratch_db, start_connector, bo
     """Key and value JSON have Debezium's fields in Debezium's order (compact JSON)."""
     from confluent_kafka import Consumer, TopicPartition
 
-    from omshub.kafka import consumer_config
+    from omshub.core.kafka import consumer_config
 
     running = start_connector(scratch_db)
     sql(

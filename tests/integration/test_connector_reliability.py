@@ -12,8 +12,8 @@ import pymysql
 import pytest
 
 from connectors.binlog.offsets import FileOffsetStore
-from omshub.errors import BinlogPositionPurgedError
-from omshub.procs import wait_until
+from omshub.core.errors import BinlogPositionPurgedError
+from omshub.core.procs import wait_until
 from schemas.change_event import ChangeEvent
 from tests.integration.conftest import (
     connector_document,
@@ -270,7 +270,8 @@ def test_resnapshot_while_streaming(scratch_db, start_connector, reader, stack_s
 def test_reconnects_when_the_database_goes_away(spare_mariadb_factory, start_connector, reader):
     spare = spare_mariadb_factory("reconnect", 23316)
     params = spare.params
-    from omshub.db import ensure_database, make_engine, migrate
+    from omshub.core.mysql import make_engine
+    from omshub.ops.migrations import ensure_database, migrate
 
     ensure_database(params)
     engine = make_engine(params)

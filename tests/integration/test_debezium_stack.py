@@ -14,15 +14,14 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from omshub.procs import wait_until
-from omshub.stack_connect import (
-    CONNECTOR_CLASS,
-    connect_paths,
+from omshub.core.procs import wait_until
+from omshub.stack.connect import CONNECTOR_CLASS, connect_paths, effective_config
+from omshub.stack.connect_rest import (
+    connect_connectors,
     connector_summary,
-    effective_config,
+    debezium_metrics,
     metrics_url,
 )
-from omshub.web.collect import connect_connectors, debezium_metrics
 from schemas.change_event import ChangeEvent, SchemaChange, decode
 from tests.integration.conftest import TopicReader, sql
 from tests.integration.debezium_fixtures import DebeziumSession
@@ -188,7 +187,7 @@ def test_decoder_reads_every_record_debezium_wrote(
     """Every record on the session's topics decodes (``decode`` raises on a contract breach)."""
     from confluent_kafka import Consumer, TopicPartition
 
-    from omshub.kafka import consumer_config
+    from omshub.core.kafka import consumer_config
 
     consumer = Consumer(consumer_config(bootstrap, f"it-dbz-{uuid.uuid4().hex[:6]}"))
     try:

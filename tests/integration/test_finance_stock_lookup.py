@@ -13,8 +13,8 @@ from typing import Any
 
 from confluent_kafka import Producer
 
-from omshub.kafka import producer_config
-from omshub.procs import wait_until
+from omshub.core.kafka import producer_config
+from omshub.core.procs import wait_until
 from processors.stock import STOCK_TOPIC, position_key
 from schemas.finance import FINANCE_TOPICS, ledger_totals
 from tests.integration.conftest import TopicReader, sql

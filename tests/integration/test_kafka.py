@@ -1,4 +1,4 @@
-"""omshub.kafka against the session's Apache Kafka: what the dashboard, replay and workers rely on.
+"""omshub.core.kafka against the session's Apache Kafka: what dashboard, replay and workers use.
 
 Records are written and groups joined with plain confluent-kafka clients, so the module is checked
 against the broker, not against itself.
@@ -13,9 +13,9 @@ from collections.abc import Iterator
 import pytest
 from confluent_kafka import Consumer, Producer
 
-from omshub.errors import ContractError
-from omshub.kafka import GroupActiveError, Kafka, UnknownGroupError, consumer_config
-from omshub.procs import wait_until
+from omshub.core.errors import ContractError, GroupActiveError, UnknownGroupError
+from omshub.core.kafka import Kafka, consumer_config
+from omshub.core.procs import wait_until
 
 BASE_MS = 1_700_000_000_000
 

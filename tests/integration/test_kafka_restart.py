@@ -11,9 +11,9 @@ import uuid
 from confluent_kafka import Consumer, Producer, TopicPartition
 from confluent_kafka.admin import AdminClient, NewTopic
 
-from omshub.kafka import consumer_config, producer_config
-from omshub.settings import Settings
-from omshub.stack import KAFKA, LocalStack, kafka_component
+from omshub.core.kafka import consumer_config, producer_config
+from omshub.core.settings import Settings
+from omshub.stack.local import KAFKA, LocalStack, kafka_component
 from tests.integration.conftest import TEST_HOME
 
 

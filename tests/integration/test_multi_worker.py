@@ -18,7 +18,7 @@ import time
 from pathlib import Path
 
 from connectors.binlog.config import load_config
-from omshub.procs import pid_alive, wait_until
+from omshub.core.procs import pid_alive, wait_until
 from schemas.payloads import EXAMPLE_PAYLOADS
 from schemas.pushes import PushType
 from tests.integration.conftest import REPO, sql

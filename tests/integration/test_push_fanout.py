@@ -10,7 +10,7 @@ from typing import Any
 
 import orjson
 
-from omshub.procs import wait_until
+from omshub.core.procs import wait_until
 from schemas.payloads import EXAMPLE_PAYLOADS
 from schemas.pushes import SYSTEMS, PushType, dlq_topic
 from tests.integration.conftest import sql

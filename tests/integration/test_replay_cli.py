@@ -20,7 +20,7 @@ from confluent_kafka import Consumer, ConsumerGroupTopicPartitions, Producer, To
 from confluent_kafka.admin import AdminClient, NewTopic
 
 from omshub.cli import main
-from omshub.procs import wait_until
+from omshub.core.procs import wait_until
 from processors.router import route
 from schemas.payloads import EXAMPLE_PAYLOADS
 from schemas.pushes import PushType, push_topic

@@ -13,9 +13,9 @@ from typing import Any
 import aiohttp
 import pytest
 
-from omshub.db import make_engine
-from omshub.procs import wait_until
-from omshub.seed import OrderSeed, generate_orders, insert_orders
+from omshub.core.mysql import make_engine
+from omshub.core.procs import wait_until
+from omshub.sandbox.seed import OrderSeed, generate_orders, insert_orders
 from processors.reverse import Intercepts, ReverseFlow
 from tests.integration.conftest import sql
 

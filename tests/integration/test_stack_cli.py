@@ -11,7 +11,7 @@ import sys
 
 import pytest
 
-from omshub.procs import pid_alive, wait_until
+from omshub.core.procs import pid_alive, wait_until
 from tests.integration.conftest import REPO, TEST_HOME
 
 

@@ -15,7 +15,7 @@ from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from omshub.procs import wait_until
+from omshub.core.procs import wait_until
 from schemas.payloads import EXAMPLE_PAYLOADS
 from schemas.pushes import PushType
 from tests.integration.conftest import REPO, sql

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from omshub.procs import wait_until
+from omshub.core.procs import wait_until
 from tests.integration.conftest import REPO
 from tests.integration.pipeline import Pipeline, free_port
 

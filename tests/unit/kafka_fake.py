@@ -1,4 +1,4 @@
-"""The one in-memory Kafka of the unit tests: :class:`omshub.kafka.Kafka`'s methods over dicts.
+"""The one in-memory Kafka of the unit tests: :class:`omshub.core.kafka.Kafka`'s methods over dicts.
 
 It keeps a log per partition (records with offsets, a low watermark that retention may raise),
 consumer groups (committed offsets, members with assignments) and answers as the real module
@@ -14,15 +14,13 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from omshub.errors import ContractError, SourceUnavailableError
-from omshub.kafka import (
+from omshub.core.errors import (
+    ContractError,
     GroupActiveError,
-    GroupInfo,
-    GroupMember,
-    PartitionLag,
-    Record,
+    SourceUnavailableError,
     UnknownGroupError,
 )
+from omshub.core.kafka import GroupInfo, GroupMember, PartitionLag, Record
 
 TP = tuple[str, int]
 
@@ -101,7 +99,7 @@ class FakeKafka:
     def leave(self, group: str) -> None:
         self.groups[group].members.clear()
 
-    # -- what omshub.kafka.Kafka offers
+    # -- what omshub.core.kafka.Kafka offers
 
     def _call(self, name: str, args: Any = None) -> None:
         self.calls.append((name, args))

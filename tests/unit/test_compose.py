@@ -25,7 +25,7 @@ import jsonschema
 import pytest
 import yaml
 
-from omshub.settings import Settings
+from omshub.core.settings import Settings
 
 REPO = Path(__file__).resolve().parents[2]
 COMPOSE = REPO / "docker-compose.yml"
@@ -171,7 +171,7 @@ def setting_env_names(settings_cls: type[Settings] = Settings) -> set[str]:
 
 
 def settings_env_errors(doc: Mapping[str, Any]) -> list[str]:
-    """``OMSHUB_`` variables that no field of omshub.settings.Settings reads."""
+    """``OMSHUB_`` variables that no field of omshub.core.settings.Settings reads."""
     known = setting_env_names()
     errors = []
     for name, service in (doc.get("services") or {}).items():
@@ -739,7 +739,7 @@ def test_compose_runs_the_versions_of_the_local_jars(services: dict[str, Any]) -
 
 
 def test_brokers_have_the_local_brokers_limits(services: dict[str, Any], tmp_path: Path) -> None:
-    from omshub.stack import kafka_paths, kafka_server_properties
+    from omshub.stack.local import kafka_paths, kafka_server_properties
 
     local = kafka_server_properties(Settings(home=tmp_path), kafka_paths(tmp_path))
     for name in ("kafka-1", "kafka-2", "kafka-3"):
@@ -752,11 +752,11 @@ def test_brokers_have_the_local_brokers_limits(services: dict[str, Any], tmp_pat
 def test_connect_exports_the_local_stacks_metric_names(services: dict[str, Any]) -> None:
     """The image's exporter rules are the file the local stack writes, so the dashboard reads
     Debezium's figures under the same names from either Connect."""
-    from omshub.stack_connect import jmx_exporter_config
+    from omshub.stack.connect import jmx_exporter_config
 
     assert JMX_RULES.read_text() == jmx_exporter_config(), (
         "deploy/connect/jmx-exporter.json is stale: regenerate it with "
-        "python -c 'from omshub.stack_connect import jmx_exporter_config as j; "
+        "python -c 'from omshub.stack.connect import jmx_exporter_config as j; "
         'print(j(), end="")\' > deploy/connect/jmx-exporter.json'
     )
     assert "COPY jmx-exporter.json /kafka/jmx/jmx-exporter.json" in CONNECT_DOCKERFILE.read_text()

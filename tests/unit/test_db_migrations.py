@@ -7,9 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from omshub import db
-from omshub.errors import ConfigError
-from omshub.settings import MySQLParams
+from omshub.core.errors import ConfigError
+from omshub.core.mysql import make_engine
+from omshub.core.settings import MySQLParams
+from omshub.ops import migrations as db
 
 SOURCE_TABLES = {
     "oms_order",
@@ -65,8 +66,8 @@ def test_repo_migrations_name_no_database() -> None:
 
 
 def test_sql_dir_is_next_to_the_package() -> None:
-    package_dir = Path(db.__file__).resolve().parent
-    assert package_dir.parent / "sql" == db.SQL_DIR
+    repo = Path(db.__file__).resolve().parents[2]
+    assert repo / "sql" == db.SQL_DIR
     assert db.SQL_DIR.is_dir()
 
 
@@ -307,7 +308,7 @@ def test_split_counts_lines_across_quotes_and_comments() -> None:
 
 def test_make_engine_is_lazy_and_uses_pymysql_utf8mb4() -> None:
     params = MySQLParams(host="127.0.0.1", port=1, user="u", password="p@ss", database="oms")
-    engine = db.make_engine(params, pool_size=2)
+    engine = make_engine(params, pool_size=2)
     try:
         assert engine.url.drivername == "mysql+pymysql"
         assert engine.url.database == "oms"

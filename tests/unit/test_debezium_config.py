@@ -186,7 +186,7 @@ def test_wildcard_properties_match_only_their_shape(documented: list[re.Pattern[
 
 
 def test_connector_is_debezium_mariadb_in_connect_form(document: dict[str, Any]) -> None:
-    from omshub.stack_connect import CONNECTOR_CLASS
+    from omshub.stack.connect import CONNECTOR_CLASS
 
     assert set(document) == {"name", "config"}
     # compose and the local stack both run MariaDB (docs/decisions.md "One connector file")
@@ -250,7 +250,7 @@ def test_processors_subscribe_to_table_topics() -> None:
 
 
 def test_every_subscribed_topic_is_produced_by_debezium(config: dict[str, str]) -> None:
-    from omshub.settings import Settings
+    from omshub.core.settings import Settings
     from processors.app import table_topic
 
     database = config["database.include.list"]

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from omshub import jvm
-from omshub.errors import StackError
+from omshub.core.errors import StackError
+from omshub.stack import jvm
 
 
 def _poms(root: Path, version: str = "1") -> Path:

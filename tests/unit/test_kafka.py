@@ -1,4 +1,4 @@
-"""omshub.kafka without a broker: configs, argument checks, how answers and errors are read.
+"""omshub.core.kafka without a broker: configs, argument checks, how answers and errors are read.
 
 The admin client is replaced by one returning confluent-kafka's own answer objects, so what is
 tested is the reading of Kafka's answers (members' assignments, DEAD groups, per-partition
@@ -34,16 +34,15 @@ from confluent_kafka.admin import (
     TopicMetadata,
 )
 
-from omshub.errors import ConfigError, ContractError, PermanentError, SourceUnavailableError
-from omshub.kafka import (
+from omshub.core.errors import (
+    ConfigError,
+    ContractError,
     GroupActiveError,
-    Kafka,
-    PartitionLag,
+    PermanentError,
+    SourceUnavailableError,
     UnknownGroupError,
-    consumer_config,
-    producer_config,
-    reader_config,
 )
+from omshub.core.kafka import Kafka, PartitionLag, consumer_config, producer_config, reader_config
 
 
 def done(value: Any = None, error: KafkaError | None = None) -> Future[Any]:

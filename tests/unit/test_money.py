@@ -11,15 +11,16 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from omshub import money, seed
-from omshub.errors import ContractError
-from omshub.money import CENT, MoneyError, allocate, cents_of, from_cents, round_parts, to_cents
+from omshub.core import money
+from omshub.core.errors import ContractError, MoneyError
+from omshub.core.money import CENT, allocate, cents_of, from_cents, round_parts, to_cents
+from omshub.sandbox import seed
 
 D = Decimal
 
 
 def legacy_allocate(amount: Decimal, weights: Sequence[Decimal]) -> list[Decimal]:
-    """The implementation that lived in omshub/seed.py before it moved to omshub.money."""
+    """The implementation that lived in omshub/seed.py before it moved to omshub.core.money."""
     if not weights:
         if amount:
             raise ValueError(f"cannot allocate {amount} over no lines")

@@ -11,15 +11,12 @@ import orjson
 import pytest
 from click.testing import CliRunner
 
-from omshub import cli_replay
 from omshub.cli import main
-from omshub.errors import SourceUnavailableError
-from omshub.kafka import GroupActiveError
-from omshub.replay import (
+from omshub.cli.base import Clients
+from omshub.core.errors import ArgumentError, GroupActiveError, RefusedError, SourceUnavailableError
+from omshub.ops.replay import (
     OffsetMove,
     PushFilter,
-    ReplayArgumentError,
-    ReplayRefusedError,
     check_group_idle,
     fetch_pushes,
     parse_offset,
@@ -76,7 +73,7 @@ _COLUMNS = [
 
 class FakeDb:
     """A Database-like object over an in-memory oms_order_push that understands the statements
-    omshub.replay issues (and records them)."""
+    omshub.ops.replay issues (and records them)."""
 
     def __init__(self, rows: Sequence[dict]) -> None:
         self.rows = {r["id"]: dict(r) for r in rows}
@@ -234,7 +231,7 @@ def test_a_time_without_an_offset_is_local_time() -> None:
 
 @pytest.mark.parametrize("text", ["yesterday", "-30x", "", "2026-13-01", "1h-", "+1h", "h"])
 def test_an_unreadable_time_names_the_accepted_formats(text: str) -> None:
-    with pytest.raises(ReplayArgumentError) as err:
+    with pytest.raises(ArgumentError) as err:
         parse_time(text, now=NOW)
     message = str(err.value)
     assert repr(text) in message and "ISO 8601" in message and "-1h" in message
@@ -249,7 +246,7 @@ def test_offsets(text: str, expected: object) -> None:
 
 @pytest.mark.parametrize(("text", "words"), [("-1", "negative"), ("abc", "not an offset")])
 def test_bad_offsets(text: str, words: str) -> None:
-    with pytest.raises(ReplayArgumentError, match=words):
+    with pytest.raises(ArgumentError, match=words):
         parse_offset(text)
 
 
@@ -257,12 +254,12 @@ def test_bad_offsets(text: str, words: str) -> None:
 
 
 def test_a_filter_is_required() -> None:
-    with pytest.raises(ReplayArgumentError, match="--id, --order, --type, --status"):
+    with pytest.raises(ArgumentError, match="--id, --order, --type, --status"):
         PushFilter().validate()
 
 
 def test_unknown_push_type_lists_the_known_ones() -> None:
-    with pytest.raises(ReplayArgumentError) as err:
+    with pytest.raises(ArgumentError) as err:
         PushFilter(types=("WMS_RETURN", "ERP_SYNC")).validate()
     message = str(err.value)
     assert "'ERP_SYNC'" in message
@@ -396,7 +393,7 @@ def test_plan_earliest_latest_and_by_time() -> None:
 
 
 def test_offset_beyond_the_end_names_the_high_watermark() -> None:
-    with pytest.raises(ReplayArgumentError) as err:
+    with pytest.raises(ArgumentError) as err:
         plan_topic_replay(orders_kafka(), "orders", "g", to_offset=6)
     assert "beyond the end of orders" in str(err.value)
     assert "high watermark 5 on partition 1" in str(err.value)
@@ -404,16 +401,16 @@ def test_offset_beyond_the_end_names_the_high_watermark() -> None:
 
 
 def test_offset_before_the_start_names_the_low_watermark() -> None:
-    with pytest.raises(ReplayArgumentError, match="low watermark 2 on partition 1"):
+    with pytest.raises(ArgumentError, match="low watermark 2 on partition 1"):
         plan_topic_replay(orders_kafka(), "orders", "g", to_offset=1)
 
 
 def test_unknown_topic_and_partition() -> None:
-    with pytest.raises(ReplayArgumentError, match=r"unknown topic 'nope' on fake:9092; .*orders"):
+    with pytest.raises(ArgumentError, match=r"unknown topic 'nope' on fake:9092; .*orders"):
         plan_topic_replay(orders_kafka(), "nope", "g", to_offset=1)
-    with pytest.raises(ReplayArgumentError, match="no partition 7; its partitions are 0, 1"):
+    with pytest.raises(ArgumentError, match="no partition 7; its partitions are 0, 1"):
         plan_topic_replay(orders_kafka(), "orders", "g", to_offset=1, partitions=[7])
-    with pytest.raises(ReplayArgumentError, match="exactly one"):
+    with pytest.raises(ArgumentError, match="exactly one"):
         plan_topic_replay(orders_kafka(), "orders", "g")
 
 
@@ -430,14 +427,14 @@ def test_a_group_without_members_is_idle_and_one_with_members_refused() -> None:
     # a group that does not exist yet is idle: moving its offsets creates it
     assert check_group_idle(kafka, "new-group").state == "DEAD"
     kafka.join("g", "worker-1", [("orders", 0)])
-    with pytest.raises(ReplayRefusedError, match=r"'g' is active \(state STABLE, 1 member"):
+    with pytest.raises(RefusedError, match=r"'g' is active \(state STABLE, 1 member"):
         check_group_idle(kafka, "g")
 
 
 def test_a_group_that_cannot_be_described_is_refused() -> None:
     kafka = orders_kafka()
     kafka.down = RuntimeError("timed out")
-    with pytest.raises(ReplayRefusedError, match="cannot tell"):
+    with pytest.raises(RefusedError, match="cannot tell"):
         check_group_idle(kafka, "g")
     kafka.down = broker_down()  # an omshub error keeps its own message
     with pytest.raises(SourceUnavailableError, match="did not answer"):
@@ -447,7 +444,7 @@ def test_a_group_that_cannot_be_described_is_refused() -> None:
 def test_a_group_that_became_active_before_the_commit_is_refused(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from omshub.replay import apply_topic_replay
+    from omshub.ops.replay import apply_topic_replay
 
     kafka = orders_kafka()
     moves = plan_topic_replay(kafka, "orders", "g", to_offset=3)
@@ -456,7 +453,7 @@ def test_a_group_that_became_active_before_the_commit_is_refused(
         raise GroupActiveError(f"consumer group {group!r} has live members (UNKNOWN_MEMBER_ID)")
 
     monkeypatch.setattr(kafka, "reset_offsets", joined_meanwhile)
-    with pytest.raises(ReplayRefusedError, match="became active"):
+    with pytest.raises(RefusedError, match="became active"):
         apply_topic_replay(kafka, "g", "orders", moves)
 
 
@@ -494,13 +491,23 @@ def fakes(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
         "db": FakeDb([push(1, "FAILED"), push(2, "FAILED", "TMS_PUSH"), push(3, "DONE")]),
         "kafka": orders_kafka(),
     }
-    monkeypatch.setattr(cli_replay, "make_db", lambda settings: state["db"])
-    monkeypatch.setattr(cli_replay, "make_kafka", lambda settings: state["kafka"])
+    clients = Clients(database=lambda settings: state["db"], kafka=lambda settings: state["kafka"])
+    monkeypatch.setitem(_INJECTED, "clients", clients)
     return state
 
 
+_INJECTED: dict[str, Clients] = {}
+"""The clients the commands get (``obj=``), set by the ``fakes`` fixture."""
+
+
 def run(*args: str, input: str | None = None) -> Any:
-    return CliRunner().invoke(main, list(args), input=input, env={"OMSHUB_TOPIC_NAMESPACE": "ns"})
+    return CliRunner().invoke(
+        main,
+        list(args),
+        input=input,
+        env={"OMSHUB_TOPIC_NAMESPACE": "ns"},
+        obj=_INJECTED.get("clients"),
+    )
 
 
 def test_help_lists_the_replay_commands_and_resnapshot() -> None:

@@ -22,8 +22,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from rich.console import Console
 
-from omshub.errors import ContractError, SourceUnavailableError, StackError
-from omshub.sandbox import Sandbox, SandboxClient, build_app, run, serve, stats_table
+from omshub.core.errors import ContractError, SourceUnavailableError, StackError
+from omshub.sandbox.server import Sandbox, SandboxClient, build_app, run, serve, stats_table
 from schemas.pushes import PUSH_TYPES, SYSTEMS, PushType
 
 WMS = PUSH_TYPES[PushType.WMS_RETURN].path
@@ -593,8 +593,8 @@ def test_client_when_nothing_listens() -> None:
 
 def _run_in_subprocess(port: int) -> subprocess.Popen[str]:
     code = (
-        "from omshub.logs import setup_logging; setup_logging('INFO'); "
-        f"from omshub.sandbox import run; run('127.0.0.1', {port})"
+        "from omshub.core.logs import setup_logging; setup_logging('INFO'); "
+        f"from omshub.sandbox.server import run; run('127.0.0.1', {port})"
     )
     return subprocess.Popen(
         [sys.executable, "-c", code],

@@ -11,8 +11,8 @@ from decimal import Decimal
 
 import pytest
 
-from omshub import seed
-from omshub.errors import ContractError
+from omshub.core.errors import ContractError
+from omshub.sandbox import seed
 
 D = Decimal
 AMOUNT_COLUMNS = ("discount_amount", "coupon_amount", "freight_amount", "pay_amount")

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from omshub import procs
-from omshub.errors import StackError
-from omshub.settings import Settings
-from omshub.stack import (
+from omshub.core import procs
+from omshub.core.errors import StackError
+from omshub.core.settings import Settings
+from omshub.stack.local import (
     CONNECTOR,
     KAFKA,
     MARIADB,
@@ -342,7 +342,7 @@ def test_settings_env_reproduces_settings_in_a_child(tmp_path: Path) -> None:
     assert env["OMSHUB_MYSQL_PASSWORD"] == "omshub"
     assert "OMSHUB_MYSQL_URL" not in env
     code = (
-        "from omshub.settings import Settings; s = Settings(); "
+        "from omshub.core.settings import Settings; s = Settings(); "
         "print(s.mysql_port, s.start_connector, s.home)"
     )
     out = subprocess.run(

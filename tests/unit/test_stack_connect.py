@@ -19,11 +19,10 @@ from typing import Any
 import pytest
 import yaml
 
-from omshub import procs
-from omshub.errors import ConfigError, StackError
-from omshub.settings import DEFAULT_CONNECTOR_CONFIG, Settings
-from omshub.stack import CONNECTOR, default_components
-from omshub.stack_connect import (
+from omshub.core import procs
+from omshub.core.errors import ConfigError, StackError
+from omshub.core.settings import DEFAULT_CONNECTOR_CONFIG, Settings
+from omshub.stack.connect import (
     CONNECT,
     CONNECTOR_CLASS,
     MAIN_CLASS,
@@ -33,10 +32,10 @@ from omshub.stack_connect import (
     connect_paths,
     effective_config,
     jmx_exporter_config,
-    metrics_url,
     worker_properties,
 )
-from omshub.web.collect import debezium_metrics, debezium_view
+from omshub.stack.connect_rest import debezium_metrics, debezium_view, metrics_url
+from omshub.stack.local import CONNECTOR, default_components
 
 REPO = Path(__file__).resolve().parents[2]
 METRICS_SAMPLE = REPO / "tests" / "fixtures" / "debezium-jmx-exporter.txt"

@@ -15,7 +15,7 @@ import orjson
 import pytest
 
 from connectors.binlog.config import ConnectorConfig, load_config, parse_config
-from omshub.errors import ConfigError
+from omshub.core.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[3]
 OMS_JSON = REPO / "connectors" / "debezium" / "oms.json"

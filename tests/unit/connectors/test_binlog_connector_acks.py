@@ -16,15 +16,10 @@ import orjson
 import pytest
 
 from connectors.binlog.config import parse_config
-from connectors.binlog.connector import (
-    AckTracker,
-    BinlogConnector,
-    DeliveryFailedError,
-    _with_flags,
-)
+from connectors.binlog.connector import AckTracker, BinlogConnector, _with_flags
 from connectors.binlog.offsets import FileOffsetStore, Offset
-from omshub.errors import SourceUnavailableError
-from omshub.settings import MySQLParams
+from omshub.core.errors import DeliveryFailedError, SourceUnavailableError
+from omshub.core.settings import MySQLParams
 from tests.fixtures import DEBEZIUM_FIXTURES
 
 FIXTURES = DEBEZIUM_FIXTURES

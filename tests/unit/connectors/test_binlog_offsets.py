@@ -9,7 +9,7 @@ import orjson
 import pytest
 
 from connectors.binlog.offsets import FileOffsetStore, Offset
-from omshub.errors import ConfigError
+from omshub.core.errors import ConfigError
 
 # --- Offset.skips ---------------------------------------------------------------------------
 

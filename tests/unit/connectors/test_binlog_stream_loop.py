@@ -26,11 +26,12 @@ from pymysqlreplication.row_event import DeleteRowsEvent, UpdateRowsEvent, Write
 
 from connectors.binlog import connector as connector_module
 from connectors.binlog.config import parse_config
-from connectors.binlog.connector import BinlogConnector, DeliveryFailedError
+from connectors.binlog.connector import BinlogConnector
 from connectors.binlog.converters import spec_from_information_schema
 from connectors.binlog.offsets import FileOffsetStore, Offset
 from connectors.binlog.schema import TableMeta
-from omshub.settings import MySQLParams
+from omshub.core.errors import DeliveryFailedError
+from omshub.core.settings import MySQLParams
 
 FILE = "mysql-bin.000003"
 GTID = "0-1-42"

@@ -19,7 +19,7 @@ from connectors.binlog.connector import BinlogConnector, _ControlRequested
 from connectors.binlog.control import PAUSED, RUNNING, write_control
 from connectors.binlog.offsets import FileOffsetStore
 from connectors.binlog.status import read_status
-from omshub.settings import MySQLParams
+from omshub.core.settings import MySQLParams
 
 CONFIG = {
     "name": "t",

@@ -16,10 +16,10 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from yarl import URL
 
+from omshub.core.errors import LookupUnavailableError
 from processors.cancel_lookup import (
     CancelApplicationIndex,
     LookupResult,
-    LookupUnavailable,
     make_handler,
     routes,
     stats,
@@ -128,8 +128,8 @@ async def test_not_ready_index_reads_the_database_for_every_lookup():
 async def test_fetch_errors_propagate_and_are_counted():
     index = ready_index("SO1")
     fetch = FakeFetch()
-    fetch.error = LookupUnavailable("down")
-    with pytest.raises(LookupUnavailable):
+    fetch.error = LookupUnavailableError("down")
+    with pytest.raises(LookupUnavailableError):
         await index.lookup("SO1", fetch)
     assert (index.db_queries, index.db_errors, index.false_positives) == (1, 1, 0)
 
@@ -338,7 +338,7 @@ async def test_handler_rejects_bad_order_numbers(client, path, expected):
 
 
 @pytest.mark.parametrize(
-    "exc", [LookupUnavailable("connection refused"), OSError("boom"), RuntimeError("bug")]
+    "exc", [LookupUnavailableError("connection refused"), OSError("boom"), RuntimeError("bug")]
 )
 async def test_handler_503_when_the_table_cannot_be_read(client, exc, caplog):
     c, _index, fetch = client

@@ -1,6 +1,7 @@
 """Refund planning for the reverse flow: worked examples, every refusal, and properties.
 
-Pure functions, no database: orders come from ``omshub.seed.generate_orders`` or are built here.
+Pure functions, no database: orders come from ``omshub.sandbox.seed.generate_orders`` or are built
+here.
 """
 
 from __future__ import annotations
@@ -15,16 +16,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from omshub import seed
-from omshub.errors import ContractError
-from omshub.money import allocate, cents_of, from_cents
+from omshub.core.errors import ContractError, RefundRejected
+from omshub.core.money import allocate, cents_of, from_cents
+from omshub.sandbox import seed
 from processors.refund import (
     REVERSE_TYPES,
     OrderAmounts,
     OrderLine,
     RefundLine,
     RefundPlan,
-    RefundRejected,
     ReturnLine,
     apply_plan,
     apply_to_order,
@@ -532,7 +532,7 @@ def built_orders(draw: st.DrawFn) -> tuple[OrderAmounts, list[OrderLine]]:
 
 @st.composite
 def seed_orders(draw: st.DrawFn) -> tuple[OrderAmounts, list[OrderLine]]:
-    """Orders exactly as ``omshub.seed`` generates them (promotion, coupon, freight allocated)."""
+    """Orders as ``omshub.sandbox.seed`` generates them (promotion, coupon, freight allocated)."""
     rng = random.Random(draw(st.integers(0, 2**32)))
     return from_seed(seed.generate_orders(rng, 1)[0])
 

@@ -2,9 +2,9 @@
 the refund it writes, the push nodes, what bad input leaves behind and what processing twice does.
 
 ``ReverseFlow`` takes its intercept client and executor as arguments (fakes and a one-thread pool
-here); it opens its connections with ``pymysql.connect``, which the ``flow`` fixture points at
-:class:`ReverseDb`, a transactional in-memory copy of the tables the flow reads and writes (no
-other fake of the unit tests holds these tables). ``Intercepts`` gets a fake aiohttp session.
+here) and its connection factory, :meth:`ReverseDb.connect` of a transactional in-memory copy
+of the tables the flow reads and writes (no other fake of the unit tests holds these tables).
+``Intercepts`` gets a fake aiohttp session.
 """
 
 from __future__ import annotations
@@ -23,8 +23,9 @@ import aiohttp
 import pymysql
 import pytest
 
-from omshub.settings import MySQLParams
-from processors.reverse import FINAL, Intercepts, InterceptUnavailable, ReverseFlow
+from omshub.core.errors import InterceptUnavailableError
+from omshub.core.settings import MySQLParams
+from processors.reverse import FINAL, Intercepts, ReverseFlow
 
 D = Decimal
 NOW = dt.datetime(2026, 3, 2, 12, 0, 0)
@@ -403,11 +404,8 @@ PARAMS = MySQLParams(host="db.invalid", port=3306, user="u", password="p", datab
 
 
 @pytest.fixture
-def db(monkeypatch: pytest.MonkeyPatch) -> ReverseDb:
-    fake = ReverseDb()
-    # the flow's only way to a database: no connection factory is injected
-    monkeypatch.setattr(pymysql, "connect", fake.connect)
-    return fake
+def db() -> ReverseDb:
+    return ReverseDb()
 
 
 @pytest.fixture
@@ -418,9 +416,9 @@ def executor() -> Iterator[ThreadPoolExecutor]:
 
 
 @pytest.fixture
-def make_flow(executor: ThreadPoolExecutor) -> Callable[..., ReverseFlow]:
+def make_flow(executor: ThreadPoolExecutor, db: ReverseDb) -> Callable[..., ReverseFlow]:
     def make(intercepts: Any = None) -> ReverseFlow:
-        return ReverseFlow(PARAMS, intercepts, executor=executor)
+        return ReverseFlow(PARAMS, intercepts, executor=executor, connect=db.connect)
 
     return make
 
@@ -858,7 +856,7 @@ async def test_an_existing_step_log_is_appended_to(db, make_flow):
 @pytest.mark.parametrize(
     "error",
     [
-        InterceptUnavailable("WMS answered 503: busy"),
+        InterceptUnavailableError("WMS answered 503: busy"),
         aiohttp.ClientConnectionError("connection refused"),
         TimeoutError("timed out"),
     ],
@@ -988,6 +986,16 @@ async def test_one_connection_serves_every_step(db, make_flow):
     add_reverse(db, "CANCEL")
     await make_flow(FakeIntercepts()).process(RNO)
     assert len(db.connects) == 1
+
+
+async def test_by_default_it_connects_in_a_utc_transaction_with_dict_rows(
+    db, executor, monkeypatch
+):
+    # the default factory is omshub.core.mysql.connect; only here is the driver itself replaced
+    monkeypatch.setattr(pymysql, "connect", db.connect)
+    add_order(db, status="SENT_TO_WMS")
+    add_reverse(db, "CANCEL")
+    await ReverseFlow(PARAMS, FakeIntercepts(), executor=executor).process(RNO)
     (kwargs,) = db.connects
     assert kwargs["autocommit"] is False
     assert kwargs["init_command"] == "SET time_zone = '+00:00'"
@@ -1197,12 +1205,12 @@ async def test_intercept_answers(status, text, answer):
     ],
 )
 async def test_intercept_trouble_is_unavailability(status, text, message):
-    with pytest.raises(InterceptUnavailable) as caught:
+    with pytest.raises(InterceptUnavailableError) as caught:
         await ask(status, text)
     assert str(caught.value) == message
 
 
 @pytest.mark.parametrize("text", ["null", "[]", "42"])
 async def test_an_answer_that_is_not_a_json_object_is_handled(text):
-    with pytest.raises(InterceptUnavailable):
+    with pytest.raises(InterceptUnavailableError):
         await ask(200, text)

@@ -18,7 +18,7 @@ from typing import Any
 import orjson
 import pytest
 
-from omshub.settings import Settings
+from omshub.core.settings import Settings
 from processors.app import create_app
 from schemas.pushes import PushStatus
 from tests.fixtures import DEBEZIUM_FIXTURES

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from omshub.settings import MySQLParams
+from omshub.core.settings import MySQLParams
 from processors.writeback import WriteBack, _Pending
 from schemas.pushes import PushStatus
 from workers.base import Outcome, PushTask

@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from omshub.errors import ContractError, PermanentError
+from omshub.core.errors import ContractError, PermanentError
 from schemas.change_event import (
     ChangeEvent,
     ColumnDef,

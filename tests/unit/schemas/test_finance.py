@@ -15,7 +15,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from omshub.errors import ContractError
+from omshub.core.errors import ContractError
 from schemas.finance import (
     FINANCE_TOPICS,
     REFUND_TOPIC,
@@ -37,9 +37,9 @@ from schemas.finance import (
 )
 from schemas.payloads import EXAMPLE_PAYLOADS, parse_payload
 from schemas.pushes import PushStatus, PushType
+from schemas.tasks import Outcome, PushTask
 from workers.base import Answer
 from workers.fms import FmsWorker
-from workers.records import Outcome, PushTask
 
 NOW = 1_714_552_200_123  # 2024-05-01T08:30:00.123Z
 SOURCE = {  # what the router puts on a task: SourcePosition.as_dict()

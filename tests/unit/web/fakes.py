@@ -12,7 +12,7 @@ from typing import Any
 
 import orjson
 
-from omshub.fileio import write_json_atomic
+from omshub.core.fileio import write_json_atomic
 from tests.unit.kafka_fake import FakeKafka
 
 __all__ = ["FakeKafka"]

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from omshub.errors import ConfigError, SourceUnavailableError
-from omshub.settings import Settings
+from omshub.core.errors import ConfigError, SourceUnavailableError
+from omshub.core.settings import Settings
 from omshub.web.client import ConnectClient
 from omshub.web.server import resolve_token, token_path
 

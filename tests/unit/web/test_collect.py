@@ -14,7 +14,7 @@ import pymysql
 import pytest
 
 from connectors.binlog.control import PAUSED, control_path, write_control
-from omshub.settings import Settings
+from omshub.core.settings import Settings
 from omshub.web.collect import STATUS_STALE_S, Collector, History, connect_state
 from tests.unit.kafka_fake import broker_down
 from tests.unit.web.fakes import (

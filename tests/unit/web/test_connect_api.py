@@ -26,7 +26,7 @@ from referencing import Registry, Resource
 
 from connectors.binlog.control import control_path, read_control, write_control
 from omshub import __version__
-from omshub.settings import Settings
+from omshub.core.settings import Settings
 from omshub.web.collect import Collector
 from omshub.web.server import SAMPLER, STATIC, build_app
 from tests.unit.web.fakes import (

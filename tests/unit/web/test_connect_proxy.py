@@ -17,8 +17,9 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from omshub.settings import Settings
-from omshub.web.collect import Collector, History, connect_connectors
+from omshub.core.settings import Settings
+from omshub.stack.connect_rest import connect_connectors
+from omshub.web.collect import Collector, History
 from omshub.web.server import build_app
 from tests.unit.web.fakes import FakeDb, FakeKafka
 

@@ -21,7 +21,7 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from omshub.errors import RetryableError
+from omshub.core.errors import RetryableError
 from schemas.payloads import EXAMPLE_PAYLOADS, parse_payload, payload_body
 from schemas.pushes import PUSH_TYPES, PushStatus, PushType
 from workers.base import Pool, PushTask, Worker

@@ -9,7 +9,7 @@ from typing import Any
 import orjson
 import pytest
 
-from omshub.errors import ContractError
+from omshub.core.errors import ContractError
 from schemas.payloads import (
     EXAMPLE_PAYLOADS,
     PAYLOAD_MODELS,

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from omshub.errors import ConfigError, ContractError, PermanentError, RetryableError
+from omshub.core.errors import ConfigError, ContractError, PermanentError, RetryableError
 from schemas.pushes import PushStatus
 from workers.policy import MAX_ERROR_CHARS, RetryPolicy
 

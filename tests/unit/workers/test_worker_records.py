@@ -7,10 +7,10 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from omshub.errors import ConfigError, ContractError
+from omshub.core.errors import ConfigError, ContractError
 from schemas.pushes import PushStatus, PushType
+from schemas.tasks import IDEMPOTENCY_KEY_MAX
 from workers.base import FollowUp, Outcome, Pool, PushTask, follow_up_key
-from workers.records import IDEMPOTENCY_KEY_MAX
 
 POOL = Pool(concurrency=8, timeout_s=5.0, max_attempts=5, backoff_base_s=1.0, backoff_cap_s=60.0)
 

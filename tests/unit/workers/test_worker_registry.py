@@ -8,8 +8,8 @@ from collections import Counter
 import aiohttp
 import pytest
 
-from omshub.errors import ConfigError, ContractError
-from omshub.settings import Settings
+from omshub.core.errors import ConfigError, ContractError
+from omshub.core.settings import Settings
 from schemas.pushes import PUSH_TYPES, PushType
 from workers.base import Pool, Worker
 from workers.fms import FmsSettlementWorker, FmsWorker

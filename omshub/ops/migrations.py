@@ -1,4 +1,4 @@
-"""Database access: engines, and the versioned migrations in ``sql/``.
+"""The versioned migrations in ``sql/``.
 
 Migrations are plain SQL files named ``V<version>__<name>.sql``, applied in version order and
 recorded in ``omshub_schema_migrations`` with a SHA-256 checksum. An applied file is immutable:
@@ -21,19 +21,19 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import pymysql
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import Connection, Engine
 
-from omshub.errors import ConfigError, SourceUnavailableError
-from omshub.settings import MySQLParams, Settings
+from omshub.core import mysql
+from omshub.core.errors import ConfigError, SourceUnavailableError
+from omshub.core.settings import MySQLParams
 
 log = logging.getLogger(__name__)
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
+REPO_ROOT = Path(__file__).resolve().parents[2]
 SQL_DIR = REPO_ROOT / "sql"
 MIGRATIONS_TABLE = "omshub_schema_migrations"
 LOCK_TIMEOUT_S = 60
@@ -44,13 +44,6 @@ _FILENAME = re.compile(r"^V(?P<version>[0-9]+)__(?P<name>[A-Za-z0-9_]+)\.sql$")
 _DATABASE_NAME = re.compile(r"^[A-Za-z0-9_$-]{1,64}$")
 _DELIMITER = re.compile(r"^\s*DELIMITER\b", re.IGNORECASE)
 
-# Server error numbers that mean "fix the configuration" rather than "try again later".
-_ER_ACCESS_DENIED = 1045
-_ER_DBACCESS_DENIED = 1044
-_ER_BAD_DB = 1049
-_CR_CONN_HOST_ERROR = 2003
-_CR_SERVER_GONE = 2006
-_CR_SERVER_LOST = 2013
 
 _CREATE_MIGRATIONS_TABLE = f"""
 CREATE TABLE IF NOT EXISTS {MIGRATIONS_TABLE} (
@@ -106,40 +99,6 @@ class MigrationStatus:
     missing: list[AppliedMigration]
 
 
-# --------------------------------------------------------------------------------------- engines
-
-
-def make_engine(settings_or_params: Settings | MySQLParams, **kw: Any) -> Engine:
-    """An engine whose every connection speaks utf8mb4 and UTC.
-
-    The session time zone is pinned to ``+00:00`` because TIMESTAMP columns are converted through
-    it: with the server's SYSTEM zone, naive datetimes written by one host and read by another
-    (or compared with binlog values, which are UTC) would drift by the zone offset. ``kw`` goes to
-    ``sqlalchemy.create_engine`` and overrides the defaults.
-    """
-    params = (
-        settings_or_params.mysql()
-        if isinstance(settings_or_params, Settings)
-        else settings_or_params
-    )
-    kw.setdefault("pool_pre_ping", True)
-    kw.setdefault("pool_recycle", 3600)
-    connect_args: dict[str, Any] = dict(kw.pop("connect_args", None) or {})
-    connect_args.setdefault("charset", CHARSET)
-    connect_args.setdefault("connect_timeout", 10)
-    engine = sa.create_engine(params.sqlalchemy_url(), connect_args=connect_args, **kw)
-    sa.event.listen(engine, "connect", _set_session_utc)
-    return engine
-
-
-def _set_session_utc(dbapi_connection: Any, _connection_record: Any) -> None:
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute("SET time_zone = '+00:00'")
-    finally:
-        cursor.close()
-
-
 def ensure_database(params: MySQLParams) -> bool:
     """Create the database if needed; returns True when it was created.
 
@@ -153,9 +112,9 @@ def ensure_database(params: MySQLParams) -> bool:
             "(set OMSHUB_MYSQL_DATABASE or the path of OMSHUB_MYSQL_URL)"
         )
     try:
-        conn = pymysql.connect(**params.pymysql_kwargs(with_db=False), connect_timeout=10)
+        conn = mysql.connect(params, with_db=False, connect_timeout=10)
     except pymysql.err.MySQLError as exc:
-        raise _connect_error(exc, params.display_url()) from exc
+        raise mysql.translate(exc, params.display_url()) from exc
     try:
         with conn.cursor() as cur:
             cur.execute("SHOW DATABASES LIKE %s", (name.replace("_", r"\_"),))
@@ -169,37 +128,9 @@ def ensure_database(params: MySQLParams) -> bool:
         conn.commit()
         return not exists
     except pymysql.err.MySQLError as exc:
-        raise _connect_error(exc, params.display_url()) from exc
+        raise mysql.translate(exc, params.display_url()) from exc
     finally:
         conn.close()
-
-
-def _connect_error(exc: BaseException, where: str) -> ConfigError | SourceUnavailableError:
-    """Sort a driver error into "fix the settings" vs "the server is not there right now"."""
-    code = _mysql_errno(exc)
-    if code in (_ER_ACCESS_DENIED, _ER_DBACCESS_DENIED):
-        return ConfigError(
-            f"MySQL at {where} refused the credentials ({exc}); check the user and password in "
-            "OMSHUB_MYSQL_URL (or OMSHUB_MYSQL_USER / OMSHUB_MYSQL_PASSWORD)"
-        )
-    if code == _ER_BAD_DB:
-        return ConfigError(
-            f"MySQL at {where} has no such database ({exc}); `omshub db migrate` creates it, "
-            "or create it yourself with CHARACTER SET utf8mb4"
-        )
-    return SourceUnavailableError(
-        f"cannot reach MySQL at {where} ({exc}); is the server running? "
-        "(`omshub up` starts the embedded one, `omshub status` shows it)",
-        retry_after=1.0,
-    )
-
-
-def _mysql_errno(exc: BaseException) -> int | None:
-    orig = getattr(exc, "orig", exc)
-    args = getattr(orig, "args", ())
-    if args and isinstance(args[0], int):
-        return args[0]
-    return None
 
 
 # ----------------------------------------------------------------------------- migration files
@@ -486,10 +417,10 @@ def _apply(conn: Connection, migration: Migration) -> None:
         try:
             conn.exec_driver_sql(statement, execution_options={"no_parameters": True})
         except sa_exc.DBAPIError as exc:
-            if exc.connection_invalidated or _mysql_errno(exc) in (
-                _CR_CONN_HOST_ERROR,
-                _CR_SERVER_GONE,
-                _CR_SERVER_LOST,
+            if exc.connection_invalidated or mysql.errno(exc) in (
+                mysql.CR_CONN_HOST_ERROR,
+                mysql.CR_SERVER_GONE,
+                mysql.CR_SERVER_LOST,
             ):
                 raise SourceUnavailableError(
                     f"lost the database while applying {migration.filename} (statement {number} "
@@ -541,7 +472,7 @@ def _connect(engine: Engine) -> Connection:
     try:
         return engine.connect()
     except sa_exc.DBAPIError as exc:
-        raise _connect_error(exc, _display(engine)) from exc
+        raise mysql.translate(exc, _display(engine)) from exc
 
 
 def _display(engine: Engine) -> str:

@@ -69,7 +69,7 @@ import orjson
 from aiohttp import web
 from rich.table import Table
 
-from omshub.errors import ContractError, RetryableError, SourceUnavailableError, StackError
+from omshub.core.errors import ContractError, RetryableError, SourceUnavailableError, StackError
 from schemas.pushes import PUSH_TYPES, SYSTEMS
 
 log = logging.getLogger(__name__)

@@ -2,7 +2,7 @@
 
 The logic behind ``omshub replay push|topic`` and ``omshub dlq list|show|requeue``. Clients are
 injected (a :class:`processors.writeback.Database`-like object for MySQL, an
-:class:`omshub.kafka.Kafka` for the broker) so the tests can swap them; nothing here prints.
+:class:`omshub.core.kafka.Kafka` for the broker) so the tests can swap them; nothing here prints.
 
 Re-driving a push
     A push is re-driven by an update that makes its row *enter* PENDING: that change event is what
@@ -31,21 +31,27 @@ from typing import Any, Protocol
 
 import orjson
 
-from omshub.errors import OmshubError
-from omshub.kafka import GroupActiveError, GroupInfo, Kafka, Record, UnknownGroupError
+from omshub.core.errors import (
+    ArgumentError,
+    GroupActiveError,
+    OmshubError,
+    RefusedError,
+    UnknownGroupError,
+)
+from omshub.core.kafka import GroupInfo, Kafka, Record
 from schemas.pushes import KNOWN_PUSH_TYPES, PushStatus
 
 __all__ = [
     "DEFAULT_BATCH",
     "TIME_FORMATS",
+    "ArgumentError",
     "DlqEntry",
     "DlqRead",
     "OffsetMove",
     "PushFilter",
     "PushRow",
     "RedriveResult",
-    "ReplayArgumentError",
-    "ReplayRefusedError",
+    "RefusedError",
     "check_group_idle",
     "fetch_pushes",
     "parse_offset",
@@ -62,14 +68,6 @@ DEFAULT_BATCH = 500
 SAMPLE_ROWS = 10
 
 
-class ReplayArgumentError(OmshubError):
-    """The arguments cannot work (unknown type or topic, bad time or offset): exit code 2."""
-
-
-class ReplayRefusedError(OmshubError):
-    """The request is sound but refused in the current state (live group): exit code 1."""
-
-
 # -- time ----------------------------------------------------------------------------------------
 
 TIME_FORMATS = (
@@ -84,7 +82,7 @@ _PART = re.compile(r"(\d+(?:\.\d+)?)\s*([smhdw])", re.IGNORECASE)
 def parse_time(text: str, now: dt.datetime | None = None) -> dt.datetime:
     """An aware UTC datetime from ISO 8601 or a duration before now (``-1h``, ``30m``, ``2d``).
 
-    Raises :class:`ReplayArgumentError` naming the accepted formats.
+    Raises :class:`ArgumentError` naming the accepted formats.
     """
     now = now or dt.datetime.now(dt.UTC)
     raw = text.strip()
@@ -99,7 +97,7 @@ def parse_time(text: str, now: dt.datetime | None = None) -> dt.datetime:
     try:
         parsed = dt.datetime.fromisoformat(raw)
     except ValueError:
-        raise ReplayArgumentError(f"cannot read the time {text!r}; use {TIME_FORMATS}") from None
+        raise ArgumentError(f"cannot read the time {text!r}; use {TIME_FORMATS}") from None
     if parsed.tzinfo is None:
         parsed = parsed.astimezone()  # local time of this machine
     return parsed.astimezone(dt.UTC)
@@ -171,23 +169,23 @@ class PushFilter:
 
     def validate(self) -> PushFilter:
         if not (self.ids or self.orders or self.types or self.statuses or self.since):
-            raise ReplayArgumentError(
+            raise ArgumentError(
                 "say which pushes to re-drive: --id, --order, --type, --status and/or --since"
             )
         unknown = sorted({t for t in self.types if t not in KNOWN_PUSH_TYPES})
         if unknown:
-            raise ReplayArgumentError(
+            raise ArgumentError(
                 f"unknown push type {', '.join(map(repr, unknown))}; known types: "
                 f"{', '.join(sorted(KNOWN_PUSH_TYPES))}"
             )
         bad = sorted({s for s in self.statuses if s not in _ALL_STATUSES})
         if bad:
-            raise ReplayArgumentError(
+            raise ArgumentError(
                 f"unknown status {', '.join(map(repr, bad))}; use one of {', '.join(_ALL_STATUSES)}"
             )
         negative = [i for i in self.ids if i <= 0]
         if negative:
-            raise ReplayArgumentError(f"push ids are positive integers, got {negative[0]}")
+            raise ArgumentError(f"push ids are positive integers, got {negative[0]}")
         return self
 
     def where(self) -> tuple[str, list[Any]]:
@@ -372,11 +370,11 @@ def parse_offset(text: str) -> int | str:
     try:
         value = int(raw)
     except ValueError:
-        raise ReplayArgumentError(
+        raise ArgumentError(
             f"--to-offset {text!r} is not an offset; give a number >= 0, 'earliest' or 'latest'"
         ) from None
     if value < 0:
-        raise ReplayArgumentError(
+        raise ArgumentError(
             f"--to-offset {value} is negative; give a number >= 0, 'earliest' or 'latest'"
         )
     return value
@@ -396,7 +394,7 @@ class OffsetMove:
 
 
 def check_group_idle(kafka: Kafka, group: str) -> GroupInfo:
-    """Raise :class:`ReplayRefusedError` while ``group`` has live members.
+    """Raise :class:`RefusedError` while ``group`` has live members.
 
     A group that does not exist yet is idle: moving its offsets creates it, so its consumers
     start from there when they first join.
@@ -408,12 +406,12 @@ def check_group_idle(kafka: Kafka, group: str) -> GroupInfo:
     except OmshubError:
         raise
     except Exception as exc:  # any other client error means "cannot tell": refuse
-        raise ReplayRefusedError(
+        raise RefusedError(
             f"cannot tell whether consumer group {group!r} has live members ({exc}); "
             "its offsets were not moved"
         ) from exc
     if info.live:
-        raise ReplayRefusedError(
+        raise RefusedError(
             f"consumer group {group!r} is active (state {info.state}, {len(info.members)} "
             "member(s)): offsets can only be moved while nobody consumes in the group. Stop its "
             "consumers first (for the hub's workers: `omshub down` or stop `omshub worker`) and "
@@ -431,14 +429,14 @@ def resolve_partitions(kafka: Kafka, topic: str, only: Sequence[int] = ()) -> li
         shown = ", ".join(visible[:20]) + (
             f" ... ({len(visible)} topics)" if len(visible) > 20 else ""
         )
-        raise ReplayArgumentError(
+        raise ArgumentError(
             f"unknown topic {topic!r} on {kafka.bootstrap_servers}; topics: {shown or 'none'}"
         )
     partitions = topics[topic]
     if only:
         unknown = sorted(set(only) - set(partitions))
         if unknown:
-            raise ReplayArgumentError(
+            raise ArgumentError(
                 f"topic {topic!r} has no partition {', '.join(map(str, unknown))}; "
                 f"its partitions are {', '.join(map(str, partitions))}"
             )
@@ -457,11 +455,11 @@ def plan_topic_replay(
 ) -> list[OffsetMove]:
     """Where ``group`` would be moved on each partition of ``topic``; changes nothing.
 
-    Raises :class:`ReplayArgumentError` for an unknown topic or partition, and for an offset
+    Raises :class:`ArgumentError` for an unknown topic or partition, and for an offset
     before the start or beyond the end of a partition (naming its bounds).
     """
     if (to_offset is None) == (to_time is None):
-        raise ReplayArgumentError("give exactly one of --to-offset and --to-time")
+        raise ArgumentError("give exactly one of --to-offset and --to-time")
     chosen = resolve_partitions(kafka, topic, partitions)
     tps = [(topic, p) for p in chosen]
     bounds = kafka.watermarks(tps)
@@ -499,7 +497,7 @@ def plan_topic_replay(
             f"offset {to_offset} is before the start of {topic} (low watermark {', '.join(before)})"
         )
     if problems:
-        raise ReplayArgumentError(
+        raise ArgumentError(
             "; ".join(problems) + "; give an offset within the bounds, 'earliest' or 'latest'"
         )
     return moves
@@ -511,7 +509,7 @@ def apply_topic_replay(kafka: Kafka, group: str, topic: str, moves: Sequence[Off
     try:
         kafka.reset_offsets(group, {(topic, m.partition): m.new for m in moves})
     except GroupActiveError as exc:
-        raise ReplayRefusedError(
+        raise RefusedError(
             f"{exc} (it became active while its offsets were moved); stop its consumers and run "
             "this again"
         ) from exc

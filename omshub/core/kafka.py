@@ -3,15 +3,15 @@
 One module so the dashboard, the replay and dlq commands, the workers, the connector and the stack
 ask the broker the same way and read its answers the same way. It relies on Apache Kafka's own
 answers (ListOffsets, ListGroups, DescribeGroups, OffsetFetch, OffsetCommit); nothing here second
-guesses them. Errors come out as :mod:`omshub.errors` classes: a broker that cannot be reached is
-:class:`SourceUnavailableError` (retry later), a refused request a :class:`PermanentError`,
-malformed arguments a :class:`ContractError`.
+guesses them. Errors come out as :mod:`~omshub.core.errors` classes: a broker that cannot be
+reached is :class:`SourceUnavailableError` (retry later), a refused request a
+:class:`PermanentError`, malformed arguments a :class:`ContractError`.
 
 The partitioner is ``murmur2_random`` so keys land on the same partitions as with the Java
 clients (Debezium, Kafka Connect) and Faust: one order's events stay on one partition whichever
 side produced them.
 
-This module imports nothing of omshub above :mod:`omshub.errors`.
+This module imports nothing of omshub above :mod:`omshub.core.errors`.
 """
 
 from __future__ import annotations
@@ -33,12 +33,13 @@ from confluent_kafka import (
 )
 from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec  # type: ignore[attr-defined]
 
-from omshub.errors import (
+from omshub.core.errors import (
     ConfigError,
     ContractError,
+    GroupActiveError,
     PermanentError,
-    RetryableError,
     SourceUnavailableError,
+    UnknownGroupError,
 )
 
 log = logging.getLogger(__name__)
@@ -204,14 +205,6 @@ class PartitionLag:
     @property
     def lag(self) -> int:
         return max(0, self.end - self.position)
-
-
-class UnknownGroupError(PermanentError):
-    """The consumer group does not exist on the broker (no members, no committed offsets)."""
-
-
-class GroupActiveError(RetryableError):
-    """The group's offsets cannot be moved while it has members; possible once they stop."""
 
 
 # -- the client -----------------------------------------------------------------------------------

@@ -1,10 +1,9 @@
-"""The records workers take and give: pool settings, the task, its outcome and follow-up pushes.
+"""The records that cross from the router to a worker and back: the task, its outcome, follow-ups.
 
-Kept apart from :mod:`workers.base` (which re-exports them) so :mod:`workers.policy` can build
-outcomes without importing the HTTP machinery. All are frozen dataclasses: they cross agents and
-coroutines and are never changed after they are made.
+A task travels as JSON on the per-type topic between processes, so it is decoded here, once, at
+the edge (:meth:`PushTask.from_json`); the finance topics and the write-back read the outcome. All
+are frozen dataclasses: they cross agents and coroutines and are never changed after they are made.
 
-* :class:`Pool`: concurrency, timeout and retry settings of one worker.
 * :class:`PushTask`: one ``oms_order_push`` row as the router hands it to a worker (JSON on the
   per-type topic, :meth:`PushTask.to_json` / :meth:`PushTask.from_json`).
 * :class:`FollowUp`: a push row a finished push asks to insert, with an idempotency key derived
@@ -15,14 +14,13 @@ coroutines and are never changed after they are made.
 from __future__ import annotations
 
 import hashlib
-import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field
 from typing import Any, Final
 
 import orjson
 
-from omshub.errors import ConfigError, ContractError
+from omshub.core.errors import ContractError
 from schemas.pushes import PushStatus, PushType
 
 __all__ = [
@@ -30,7 +28,6 @@ __all__ = [
     "MAX_ERROR_CHARS",
     "FollowUp",
     "Outcome",
-    "Pool",
     "PushTask",
     "clip_error",
     "follow_up_key",
@@ -52,72 +49,6 @@ def clip_error(message: str) -> str:
 
 
 # ------------------------------------------------------------------------------------------ pool
-
-
-@dataclass(frozen=True)
-class Pool:
-    """How one worker runs: in-flight pushes, HTTP timeout, and its retry policy's numbers.
-
-    ``concurrency`` is the most pushes the worker has in flight at once; ``timeout_s`` bounds one
-    HTTP exchange (connect, send, read the whole answer); a push is tried at most ``max_attempts``
-    times, waiting ``min(backoff_cap_s, backoff_base_s * 2**attempts)`` with jitter in between
-    (see :mod:`workers.policy`).
-    """
-
-    concurrency: int
-    timeout_s: float
-    max_attempts: int
-    backoff_base_s: float
-    backoff_cap_s: float
-
-    def __post_init__(self) -> None:
-        problems: list[str] = []
-        for name in ("concurrency", "max_attempts"):
-            value = getattr(self, name)
-            if type(value) is not int or value < 1:
-                problems.append(f"{name} must be a whole number >= 1, got {value!r}")
-        for name in ("timeout_s", "backoff_base_s", "backoff_cap_s"):
-            value = getattr(self, name)
-            if (
-                isinstance(value, bool)
-                or not isinstance(value, int | float)
-                or not math.isfinite(value)
-                or value <= 0
-            ):
-                problems.append(f"{name} must be a number of seconds > 0, got {value!r}")
-        if not problems and self.backoff_cap_s < self.backoff_base_s:
-            problems.append(
-                f"backoff_cap_s ({self.backoff_cap_s}) must be >= backoff_base_s "
-                f"({self.backoff_base_s})"
-            )
-        if problems:
-            raise ConfigError("invalid worker pool: " + "; ".join(problems))
-
-    def with_overrides(self, overrides: Mapping[str, float | int]) -> Pool:
-        """A copy with some fields replaced (``OMSHUB_WORKER_POOLS``); unknown keys are errors.
-
-        Whole-number floats (``64.0``, which is what a ``dict[str, float]`` setting holds) are
-        accepted for ``concurrency`` and ``max_attempts``.
-        """
-        known = {f.name for f in fields(self)}
-        unknown = sorted(set(overrides) - known)
-        if unknown:
-            raise ConfigError(
-                f"unknown worker pool setting(s) {', '.join(unknown)}; "
-                f"known: {', '.join(sorted(known))}"
-            )
-        changes: dict[str, Any] = {}
-        for name, value in overrides.items():
-            if (
-                name in ("concurrency", "max_attempts")
-                and isinstance(value, float)
-                and value.is_integer()
-            ):
-                value = int(value)
-            elif name not in ("concurrency", "max_attempts") and type(value) is int:
-                value = float(value)
-            changes[name] = value
-        return replace(self, **changes)
 
 
 # ------------------------------------------------------------------------------------------ task

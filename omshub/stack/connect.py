@@ -21,8 +21,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import urllib.error
-import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,13 +28,23 @@ from typing import TYPE_CHECKING, Any
 
 import orjson
 
-from omshub import jvm, procs
-from omshub.errors import ConfigError, StackError
-from omshub.settings import Settings
-from omshub.stack import CONNECTOR, ComponentSpec
+from omshub.core import mysql, procs
+from omshub.core.errors import ConfigError, StackError
+from omshub.core.settings import Settings
+from omshub.stack import jvm
+from omshub.stack.connect_rest import (
+    HTTP_TIMEOUT_S,
+    answer_message,
+    connect_call,
+    exporter_url,
+    failure_trace,
+    read_exporter,
+    rest_url,
+)
+from omshub.stack.local import CONNECTOR, ComponentSpec
 
 if TYPE_CHECKING:
-    from prometheus_client.samples import Sample
+    pass
 
 __all__ = [
     "CONNECT",
@@ -45,13 +53,8 @@ __all__ = [
     "connect_component",
     "connect_paths",
     "connect_started",
-    "connector_summary",
     "effective_config",
-    "exporter_url",
     "jmx_exporter_config",
-    "metrics_url",
-    "read_exporter",
-    "rest_url",
     "worker_properties",
 ]
 
@@ -62,8 +65,6 @@ CONNECTOR_CLASS = "io.debezium.connector.mariadb.MariaDbConnector"
 MAIN_CLASS = "org.apache.kafka.connect.cli.ConnectDistributed"
 #: the key the connector's password is read under from the secrets file
 PASSWORD_KEY = "password"
-_HTTP_TIMEOUT_S = 10.0
-_TRACE_LINES = 6
 
 
 @dataclass(frozen=True)
@@ -92,44 +93,6 @@ def connect_started(settings: Settings) -> bool:
     ``down`` and ``status`` run without ``--cdc``; they must still see the worker it started.
     """
     return (settings.home.resolve() / "run" / f"{CONNECT}.pid").exists()
-
-
-def metrics_url(settings: Settings) -> str | None:
-    """The JMX exporter of the Connect the dashboard shows: the local worker's when omshub runs
-    it, else ``OMSHUB_CONNECT_METRICS_URL`` (an external Connect's exporter is wherever its
-    operator put it, so omshub does not guess an address)."""
-    if settings.connect_url:
-        return settings.connect_metrics_url
-    if settings.cdc == "debezium":
-        return exporter_url(settings)
-    return None
-
-
-def exporter_url(settings: Settings) -> str:
-    """The JMX exporter page of the Connect worker this stack runs."""
-    return f"http://127.0.0.1:{settings.connect_metrics_port}/metrics"
-
-
-def read_exporter(url: str, timeout: float = 3.0) -> list[Sample]:
-    """Every sample on a Prometheus text page (the JMX exporter's), parsed by prometheus_client."""
-    from prometheus_client.parser import text_string_to_metric_families
-
-    with urllib.request.urlopen(url, timeout=timeout) as answer:
-        text = answer.read().decode("utf-8", errors="replace")
-    return [sample for family in text_string_to_metric_families(text) for sample in family.samples]
-
-
-def rest_url(settings: Settings) -> str:
-    return f"http://127.0.0.1:{settings.connect_port}"
-
-
-def connector_summary(settings: Settings) -> dict[str, Any] | None:
-    """The local Connect's connector as ``omshub status`` prints the embedded one's status file:
-    state from Connect's REST, position, lag and counters from Debezium's metrics."""
-    from omshub.web.collect import connect_connectors
-
-    views = connect_connectors(rest_url(settings), exporter_url(settings))
-    return views[0] if views else None
 
 
 # --------------------------------------------------------------------------------------------
@@ -414,14 +377,13 @@ def ensure_table_topics(settings: Settings) -> None:
     snapshot and compose's kafka-init before Connect starts; this does the same, with the
     partitions oms.json declares. Topics that exist are left alone.
     """
-    import pymysql
 
     from connectors.binlog.config import load_config
-    from omshub.kafka import Kafka
+    from omshub.core.kafka import Kafka
 
     config = load_config(settings.connector_config)
     params = settings.mysql()
-    conn = pymysql.connect(**params.pymysql_kwargs(with_db=False), connect_timeout=5)
+    conn = mysql.connect(params, with_db=False, connect_timeout=5)
     try:
         with conn.cursor() as cur:
             cur.execute(
@@ -461,48 +423,6 @@ def _argv(settings: Settings, paths: ConnectPaths) -> list[str]:
 # REST
 
 
-def connect_call(
-    method: str, url: str, body: Mapping[str, Any] | None = None, timeout: float = _HTTP_TIMEOUT_S
-) -> tuple[int, Any]:
-    """One Kafka Connect REST call: (status, decoded JSON or text). Raises OSError when nothing
-    answers."""
-    data = orjson.dumps(body) if body is not None else None
-    request = urllib.request.Request(
-        url,
-        data=data,
-        method=method,
-        headers={"Content-Type": "application/json", "Accept": "application/json"},
-    )
-    try:
-        with urllib.request.urlopen(request, timeout=timeout) as answer:
-            return answer.status, _decode(answer.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, _decode(exc.read())
-
-
-def _decode(raw: bytes) -> Any:
-    try:
-        return orjson.loads(raw) if raw else None
-    except orjson.JSONDecodeError:
-        return raw.decode(errors="replace")
-
-
-def _message(answer: Any) -> str:
-    if isinstance(answer, dict) and "message" in answer:
-        return str(answer["message"])
-    return str(answer)
-
-
-def _failure(status: Any) -> str | None:
-    """The start of the trace of a FAILED connector or task in a status answer, else None."""
-    parts = [status.get("connector") or {}, *(status.get("tasks") or [])]
-    for part in parts:
-        if part.get("state") == "FAILED":
-            trace = str(part.get("trace") or "no trace")
-            return "\n".join(trace.strip().splitlines()[:_TRACE_LINES])
-    return None
-
-
 def _local_task_states(settings: Settings, name: str) -> dict[str, str]:
     """Task id -> state of ``name``'s tasks in *this* worker process, from its JMX exporter.
 
@@ -511,7 +431,7 @@ def _local_task_states(settings: Settings, name: str) -> dict[str, str]:
     process has started the task, so they cannot be stale.
     """
     states: dict[str, str] = {}
-    for sample in read_exporter(exporter_url(settings), _HTTP_TIMEOUT_S):
+    for sample in read_exporter(exporter_url(settings), HTTP_TIMEOUT_S):
         if (
             sample.name == "kafka_connect_task_status"
             and sample.labels.get("connector") == name
@@ -563,12 +483,15 @@ def _bootstrap(settings: Settings, paths: ConnectPaths, pid_file: Path) -> Calla
                 code, answer = connect_call("PUT", f"{base}/connectors/{name}/config", config)
             except OSError:
                 return False  # e.g. the request timed out while the worker joins its group
-            if code in (409, 503) or (code == 500 and "timed out" in _message(answer).lower()):
+            if code in (409, 503) or (
+                code == 500 and "timed out" in answer_message(answer).lower()
+            ):
                 return False  # starting, rebalancing or not yet joined: Connect says retry
             if code not in (200, 201):
                 raise StackError(
                     f"Kafka Connect refused connector {name} from {settings.connector_config} "
-                    f"(PUT {base}/connectors/{name}/config answered {code}): {_message(answer)}"
+                    f"(PUT {base}/connectors/{name}/config answered {code}): "
+                    f"{answer_message(answer)}"
                 )
             registered_for[0] = pid
             logger.info(
@@ -581,7 +504,7 @@ def _bootstrap(settings: Settings, paths: ConnectPaths, pid_file: Path) -> Calla
             return False
         if code != 200 or not isinstance(status, dict):
             return False
-        trace = _failure(status)
+        trace = failure_trace(status)
         if trace is not None:
             raise StackError(
                 f"connector {name} FAILED in Kafka Connect; see "
@@ -609,7 +532,7 @@ def _healthy(settings: Settings, paths: ConnectPaths) -> Callable[[], bool]:
             raise StackError(f"connector {name} is not registered with Kafka Connect at {base}")
         if code != 200 or not isinstance(status, dict):
             raise StackError(f"GET {base}/connectors/{name}/status answered {code}: {status}")
-        trace = _failure(status)
+        trace = failure_trace(status)
         if trace is not None:
             raise StackError(f"connector {name} FAILED: {trace.splitlines()[0]}")
         local = _local_task_states(settings, name)

@@ -30,8 +30,8 @@ from uuid import uuid4
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
-from omshub.errors import ContractError
-from omshub.money import allocate as allocate  # re-exported: seed.allocate is public
+from omshub.core.errors import ContractError
+from omshub.core.money import allocate as allocate  # re-exported: seed.allocate is public
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from omshub.errors import StackError
+from omshub.core.errors import StackError
 
 __all__ = [
     "cmdline_matches",

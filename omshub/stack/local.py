@@ -35,9 +35,10 @@ from typing import Any, Literal
 import pymysql
 from pydantic import SecretStr
 
-from omshub import jvm, procs
-from omshub.errors import StackError
-from omshub.settings import Settings
+from omshub.core import mysql, procs
+from omshub.core.errors import StackError
+from omshub.core.settings import Settings
+from omshub.stack import jvm
 
 __all__ = [
     "CONNECTOR",
@@ -351,8 +352,8 @@ _NOT_ANSWERING = {2002, 2003, 2006, 2013}
 def _mariadb_bootstrap(settings: Settings, paths: MariaDBPaths) -> Callable[[], bool]:
     def bootstrap() -> bool:
         try:
-            conn = pymysql.connect(
-                unix_socket=str(paths.socket), user="root", password="", connect_timeout=2
+            conn = mysql.connect(
+                None, unix_socket=str(paths.socket), user="root", password="", connect_timeout=2
             )
         except pymysql.err.OperationalError as exc:
             if exc.args and exc.args[0] in _NOT_ANSWERING:
@@ -392,9 +393,7 @@ def _mariadb_healthy(settings: Settings) -> Callable[[], bool]:
     params = settings.mysql()
 
     def healthy() -> bool:
-        conn = pymysql.connect(
-            **params.pymysql_kwargs(with_db=False), connect_timeout=2, read_timeout=5
-        )
+        conn = mysql.connect(params, with_db=False, connect_timeout=2, read_timeout=5)
         try:
             with conn.cursor() as cur:
                 cur.execute("SELECT @@log_bin")
@@ -578,7 +577,7 @@ def _kafka_healthy(bootstrap_servers: str) -> Callable[[], bool]:
         # A plain TCP connect first: cheap, and keeps librdkafka from logging connection
         # refusals every poll while the broker is still starting.
         socket.create_connection((host.strip("[]"), int(port)), timeout=1).close()
-        from omshub.kafka import Kafka
+        from omshub.core.kafka import Kafka
 
         Kafka(bootstrap_servers, timeout=2.0).brokers()  # raises until a broker is listed
         return True
@@ -810,8 +809,8 @@ def default_components(settings: Settings) -> list[ComponentSpec]:
     """The stack ``omshub up`` starts, in start order (``down`` stops in reverse)."""
     specs = [mariadb_component(settings), kafka_component(settings)]
     if settings.start_connector:
-        # imported here: omshub.stack_connect builds on this module's ComponentSpec
-        from omshub import stack_connect
+        # imported here: omshub.stack.connect builds on this module's ComponentSpec
+        from omshub.stack import connect as stack_connect
 
         embedded_started = (settings.home.resolve() / "run" / f"{CONNECTOR}.pid").exists()
         connect_started = stack_connect.connect_started(settings)

@@ -24,7 +24,7 @@ from collections.abc import Sequence
 from decimal import Decimal, InvalidOperation
 from fractions import Fraction
 
-from omshub.errors import ContractError
+from omshub.core.errors import MoneyError
 
 __all__ = [
     "CENT",
@@ -45,14 +45,6 @@ Exact = Decimal | Fraction | int
 """A value :func:`round_parts` accepts: anything with an exact rational value (never a float)."""
 
 
-class MoneyError(ContractError, ValueError):
-    """An amount or weight that cannot be handled exactly: not a number, not finite, negative
-    where that makes no sense, or finer than a cent.
-
-    Also a ``ValueError``, so callers that validate numbers generically catch it too.
-    """
-
-
 def to_cents(value: Decimal | int | str, *, strict: bool = True, what: str = "amount") -> Decimal:
     """``value`` as a ``Decimal`` with exactly two decimal places, computed exactly.
 
@@ -61,7 +53,7 @@ def to_cents(value: Decimal | int | str, *, strict: bool = True, what: str = "am
     rounded half away from zero (``ROUND_HALF_UP``: ``1.005`` -> ``1.01``, ``-1.005`` ->
     ``-1.01``). Trailing zeros beyond the cent are fine either way (``"1.500"`` -> ``1.50``).
 
-    Raises :class:`MoneyError` (a :class:`~omshub.errors.ContractError`) naming ``what`` for a
+    Raises :class:`MoneyError` (a :class:`~omshub.core.errors.ContractError`) naming ``what`` for a
     float or bool, a string that is not a number, NaN or infinity, and (strict) sub-cent digits.
     Negative values are returned as they are; checking the sign is the caller's business.
     """

@@ -31,8 +31,8 @@ from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from omshub.errors import StackError
-from omshub.settings import Settings
+from omshub.core.errors import StackError
+from omshub.core.settings import Settings
 
 __all__ = [
     "JVM_FLAGS",
@@ -50,7 +50,7 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-POM_DIR = Path(__file__).resolve().parent.parent / "deploy" / "jvm"
+POM_DIR = Path(__file__).resolve().parents[2] / "deploy" / "jvm"
 #: module -> directory under the cache entry that must hold at least one jar
 MODULES = {
     "kafka": "kafka",

@@ -22,12 +22,12 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-import pymysql
 from confluent_kafka import Consumer, TopicPartition
 
-from omshub.kafka import Kafka, reader_config
-from omshub.sandbox import SandboxClient
-from omshub.seed import (
+from omshub.core import mysql
+from omshub.core.kafka import Kafka, reader_config
+from omshub.core.settings import MySQLParams, Settings
+from omshub.sandbox.seed import (
     PRODUCTS,
     OrderSeed,
     generate_orders,
@@ -35,7 +35,7 @@ from omshub.seed import (
     insert_orders,
     insert_stock,
 )
-from omshub.settings import MySQLParams, Settings
+from omshub.sandbox.server import SandboxClient
 from schemas.finance import FINANCE_TOPICS, ledger_totals
 
 Progress = Callable[[str], None]
@@ -66,9 +66,7 @@ class Upstream:
         self.params = params
         self.rng = rng
         self.tag = tag
-        self.conn = pymysql.connect(
-            **params.pymysql_kwargs(), autocommit=True, init_command="SET time_zone = '+00:00'"
-        )
+        self.conn = mysql.connect(params, autocommit=True)
         self.orders: dict[str, OrderSeed] = {}
         self.status: dict[str, str] = {}
         self.reverse_nos: list[str] = []
@@ -83,7 +81,7 @@ class Upstream:
             return int(cur.execute(sql, args))
 
     def create_orders(self, n: int) -> list[OrderSeed]:
-        from omshub.db import make_engine
+        from omshub.core.mysql import make_engine
 
         start = self.rng.randrange(1, 900_000)
         made = generate_orders(self.rng, n, start_no=start)
@@ -340,7 +338,7 @@ def run_demo(
     started = time.monotonic()
     try:
         progress("stocking the warehouses")
-        from omshub.db import make_engine
+        from omshub.core.mysql import make_engine
 
         engine = make_engine(params)
         with engine.begin() as conn:

@@ -14,9 +14,9 @@ from urllib.parse import quote, unquote, urlsplit
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from omshub.errors import ConfigError
+from omshub.core.errors import ConfigError
 
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONNECTOR_CONFIG = PACKAGE_ROOT / "connectors" / "debezium" / "oms.json"
 
 

@@ -1,0 +1,1 @@
+"""The local stack: MariaDB, Kafka, Kafka Connect and omshub's processes, started and watched."""
