@@ -1,8 +1,8 @@
 """The sweeper's decisions against an in-memory ``oms_order_push``: which rows it re-drives, which
 it hands back or fails, its limits, the lock, and what a database error leaves behind.
 
-The database is the replay tests' :class:`tests.unit.test_replay.FakeDb` (the in-memory
-``oms_order_push`` of the unit tests), taught the sweeper's statements; it is injected as the
+The database is :class:`tests.fakes.mysql.PushTableDb` (the in-memory ``oms_order_push`` of the
+unit tests), taught the sweeper's statements; it is injected as the
 ``Database`` the sweeper takes.
 """
 
@@ -16,7 +16,7 @@ import pymysql
 import pytest
 
 from processors.sweeper import Sweeper
-from tests.unit.test_replay import FakeCursor, FakeDb, push
+from tests.fakes.mysql import PushTableCursor, PushTableDb, push
 
 NOW = dt.datetime(2026, 3, 2, 12, 0, 0)  # naive UTC, as the session time zone returns it
 PENDING_AFTER_S = 60.0
@@ -25,7 +25,7 @@ FRESH = NOW - dt.timedelta(seconds=PENDING_AFTER_S - 1)
 SOURCE = {"sweeper": True, "reason": "stale PENDING"}
 
 
-class SweepCursor(FakeCursor):
+class SweepCursor(PushTableCursor):
     """The replay fake's cursor, answering the statements of ``Sweeper.run_once`` as MariaDB
     would (``updated_at`` follows ``ON UPDATE CURRENT_TIMESTAMP(3)``)."""
 
@@ -100,7 +100,7 @@ class SweepCursor(FakeCursor):
         return super().execute(sql, args)
 
 
-class SweepDb(FakeDb):
+class SweepDb(PushTableDb):
     def __init__(self, rows: list[dict[str, Any]]) -> None:
         super().__init__(rows)
         self.now = NOW

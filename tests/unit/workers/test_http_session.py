@@ -12,10 +12,10 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 import pytest
-from test_worker_http import *  # noqa: F403 - the Worker.handle suite, re-run with HttpSession
-from test_worker_http import make, task_for
 
 from schemas.pushes import PushStatus
+from tests.unit.workers.test_worker_http import *  # noqa: F403 - the Worker.handle suite, re-run with HttpSession
+from tests.unit.workers.test_worker_http import make, task_for
 from workers.http import HttpSession, MalformedAnswer
 from workers.wms import WmsWorker
 

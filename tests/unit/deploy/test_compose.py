@@ -27,7 +27,7 @@ import yaml
 
 from omshub.core.settings import Settings
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 COMPOSE = REPO / "docker-compose.yml"
 SPEC = REPO / "tests" / "fixtures" / "compose-spec.json"
 SHARED_SPEC = REPO.parent / "shared" / "schemas" / "compose-spec.json"
@@ -591,7 +591,7 @@ def test_kafka_init_creates_every_topic_the_workers_use(
     from processors.stock import STOCK_TOPIC
     from schemas.finance import FINANCE_TOPICS
     from schemas.pushes import PushType, dlq_topic, push_topic
-    from tests.unit.test_debezium_config import subscribed_tables
+    from tests.unit.connectors.debezium.test_oms_config import subscribed_tables
 
     settings = service_settings(services["worker"])
     ns = settings.topic_namespace

@@ -37,7 +37,7 @@ from omshub.stack.connect import (
 from omshub.stack.connect_rest import debezium_metrics, debezium_view, metrics_url
 from omshub.stack.local import CONNECTOR, default_components
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[4]
 METRICS_SAMPLE = REPO / "tests" / "fixtures" / "debezium-jmx-exporter.txt"
 
 

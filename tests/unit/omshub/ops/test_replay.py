@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Sequence
 from typing import Any
 
 import orjson
@@ -29,137 +28,15 @@ from omshub.ops.replay import (
 from processors.router import route
 from schemas.change_event import ChangeEvent, decode
 from schemas.pushes import KNOWN_PUSH_TYPES
+from tests.fakes.kafka import FakeKafka, broker_down
+from tests.fakes.mysql import UPDATED, PushTableDb, push
 from tests.fixtures import DEBEZIUM_FIXTURES
-from tests.unit.kafka_fake import FakeKafka, broker_down
 
 NOW = dt.datetime(2026, 3, 2, 12, 0, 0, tzinfo=dt.UTC)
-UPDATED = dt.datetime(2026, 3, 2, 11, 0, 0)  # naive UTC, as the session time zone returns it
 NOW_MS = int(NOW.timestamp() * 1000)
 
 
 # -- fakes ---------------------------------------------------------------------------------------
-
-
-def push(id: int, status: str = "FAILED", push_type: str = "WMS_RETURN", **extra: Any) -> dict:
-    row = {
-        "id": id,
-        "order_no": f"SO{id}",
-        "push_type": push_type,
-        "status": status,
-        "attempts": 3,
-        "last_error": "WMS answered 422: no",
-        "idempotency_key": f"key-{id}",
-        "updated_at": UPDATED,
-        "created_at": UPDATED,
-        "next_retry_at": None,
-        "payload": "{}",
-    }
-    row.update(extra)
-    return row
-
-
-_COLUMNS = [
-    "id",
-    "order_no",
-    "push_type",
-    "status",
-    "attempts",
-    "last_error",
-    "idempotency_key",
-    "updated_at",
-    "created_at",
-]
-
-
-class FakeDb:
-    """A Database-like object over an in-memory oms_order_push that understands the statements
-    omshub.ops.replay issues (and records them)."""
-
-    def __init__(self, rows: Sequence[dict]) -> None:
-        self.rows = {r["id"]: dict(r) for r in rows}
-        self.statements: list[tuple[str, Any]] = []
-        self.commits = 0
-        self.rollbacks = 0
-        #: (before, after) status of every row change, in order, as the binlog would carry them
-        self.changes: list[tuple[dict, dict]] = []
-
-    def connection(self) -> FakeDb:
-        return self
-
-    def reset(self) -> None:
-        pass
-
-    def cursor(self) -> FakeCursor:
-        return FakeCursor(self)
-
-    def commit(self) -> None:
-        self.commits += 1
-
-    def rollback(self) -> None:
-        self.rollbacks += 1
-
-    def updates(self) -> list[str]:
-        return [s for s, _ in self.statements if s.startswith("UPDATE")]
-
-    def _update(self, ids: Sequence[int], guard: str | None, **values: Any) -> int:
-        changed = 0
-        for i in ids:
-            row = self.rows.get(i)
-            if row is None or (guard is not None and row["status"] != guard):
-                continue
-            before = dict(row)
-            row.update(values)
-            self.changes.append((before, dict(row)))
-            changed += 1
-        return changed
-
-
-class FakeCursor:
-    def __init__(self, db: FakeDb) -> None:
-        self.db = db
-        self.result: list[tuple[Any, ...]] = []
-        self.description: list[tuple[str]] = []
-
-    def __enter__(self) -> FakeCursor:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        pass
-
-    def execute(self, sql: str, args: Any = None) -> int:
-        self.db.statements.append((sql, args))
-        rows = self.db.rows
-        if sql.startswith("SELECT id, status FROM oms_order_push WHERE id IN %s FOR UPDATE"):
-            self.result = [(i, rows[i]["status"]) for i in args[0] if i in rows]
-        elif sql.startswith("SELECT * FROM oms_order_push WHERE id = %s"):
-            row = rows.get(args[0])
-            self.description = [(name,) for name in (row or {})]
-            self.result = [tuple(row.values())] if row else []
-        elif sql.startswith("SELECT id, order_no"):
-            where = sql.split(" WHERE ", 1)[1].split(" ORDER BY")[0]
-            clauses = re.findall(r"(\w+) (IN|>=) %s", where)
-            assert len(clauses) == len(args), (sql, args)
-            selected = []
-            for row in sorted(rows.values(), key=lambda r: r["id"]):
-                if all(
-                    row[column] in value if op == "IN" else row[column] >= value
-                    for (column, op), value in zip(clauses, args, strict=True)
-                ):
-                    selected.append(tuple(row[c] for c in _COLUMNS))
-            self.result = selected
-        elif sql.startswith("UPDATE oms_order_push SET status = 'RETRY'"):
-            return self.db._update(args[0], "PENDING", status="RETRY", next_retry_at=None)
-        elif sql.startswith("UPDATE oms_order_push SET status = 'PENDING'"):
-            return self.db._update(args[0], None, status="PENDING", attempts=0, next_retry_at=None)
-        else:
-            raise AssertionError(f"unexpected statement {sql}")
-        return len(self.result)
-
-    def fetchall(self) -> list[tuple[Any, ...]]:
-        return list(self.result)
-
-    def fetchone(self) -> tuple[Any, ...] | None:
-        return self.result[0] if self.result else None
 
 
 def orders_kafka() -> FakeKafka:
@@ -281,7 +158,7 @@ def test_where_clause_combines_filters_and_leaves_cancelled_alone_by_default() -
 
 
 def test_select_matches_rows_and_ends_its_read_transaction() -> None:
-    db = FakeDb(
+    db = PushTableDb(
         [
             push(1, "FAILED"),
             push(2, "DONE"),
@@ -303,7 +180,7 @@ def test_select_matches_rows_and_ends_its_read_transaction() -> None:
 
 
 def test_redrive_keeps_keys_resets_attempts_and_reroutes_pending_rows() -> None:
-    db = FakeDb([push(1, "FAILED"), push(2, "DONE"), push(3, "PENDING"), push(4, "RETRY")])
+    db = PushTableDb([push(1, "FAILED"), push(2, "DONE"), push(3, "PENDING"), push(4, "RETRY")])
     db.rows[4]["next_retry_at"] = UPDATED
     result = redrive(db, [4, 3, 2, 1, 1, 99])
     assert result.redriven == 4 and result.bounced == 1 and result.missing == [99]
@@ -337,7 +214,7 @@ def _change_event(before: dict, after: dict) -> ChangeEvent:
 
 @pytest.mark.parametrize("status", ["FAILED", "DONE", "RETRY", "PENDING", "CANCELLED"])
 def test_the_router_routes_exactly_one_change_of_each_redriven_row(status: str) -> None:
-    db = FakeDb([push(1, status)])
+    db = PushTableDb([push(1, status)])
     redrive(db, [1], include_cancelled=True)
     decisions = [route(_change_event(before, after)) for before, after in db.changes]
     routed = [d.task for d in decisions if d.task is not None]
@@ -346,7 +223,7 @@ def test_the_router_routes_exactly_one_change_of_each_redriven_row(status: str) 
 
 
 def test_redrive_skips_cancelled_rows_unless_asked() -> None:
-    db = FakeDb([push(1, "CANCELLED"), push(2, "FAILED")])
+    db = PushTableDb([push(1, "CANCELLED"), push(2, "FAILED")])
     result = redrive(db, [1, 2])
     assert result.redriven == 1 and result.skipped_cancelled == [1]
     assert db.rows[1]["status"] == "CANCELLED"
@@ -354,7 +231,7 @@ def test_redrive_skips_cancelled_rows_unless_asked() -> None:
 
 def test_redrive_leaves_rows_that_changed_since_they_were_selected() -> None:
     # selected (and confirmed) as FAILED; one finished DONE and one was cancelled meanwhile
-    db = FakeDb([push(1, "DONE"), push(2, "CANCELLED"), push(3, "FAILED")])
+    db = PushTableDb([push(1, "DONE"), push(2, "CANCELLED"), push(3, "FAILED")])
     expected = {1: "FAILED", 2: "FAILED", 3: "FAILED"}
     result = redrive(db, [1, 2, 3], include_cancelled=True, expected=expected)
     assert result.changed_meanwhile == [1, 2]
@@ -364,7 +241,7 @@ def test_redrive_leaves_rows_that_changed_since_they_were_selected() -> None:
 
 
 def test_redrive_works_in_batches_with_progress() -> None:
-    db = FakeDb([push(i) for i in range(1, 1201)])
+    db = PushTableDb([push(i) for i in range(1, 1201)])
     steps: list[int] = []
     result = redrive(db, list(range(1, 1201)), batch_size=500, on_batch=steps.append)
     assert result.redriven == 1200
@@ -488,7 +365,7 @@ def test_a_missing_dlq_topic_is_an_empty_dlq() -> None:
 @pytest.fixture
 def fakes(monkeypatch: pytest.MonkeyPatch) -> dict[str, Any]:
     state: dict[str, Any] = {
-        "db": FakeDb([push(1, "FAILED"), push(2, "FAILED", "TMS_PUSH"), push(3, "DONE")]),
+        "db": PushTableDb([push(1, "FAILED"), push(2, "FAILED", "TMS_PUSH"), push(3, "DONE")]),
         "kafka": orders_kafka(),
     }
     clients = Clients(database=lambda settings: state["db"], kafka=lambda settings: state["kafka"])

@@ -16,13 +16,12 @@ import pytest
 from connectors.binlog.control import PAUSED, control_path, write_control
 from omshub.core.settings import Settings
 from omshub.web.collect import STATUS_STALE_S, Collector, History, connect_state
-from tests.unit.kafka_fake import broker_down
-from tests.unit.web.fakes import (
+from tests.fakes.kafka import FakeKafka, broker_down
+from tests.fakes.mysql import DashboardDb
+from tests.fakes.status import (
     DEAD_PID,
     DLQ_TOPIC,
     FakeClock,
-    FakeDb,
-    FakeKafka,
     connector_status,
     dlq_record,
     worker_status,
@@ -50,8 +49,8 @@ def clock() -> FakeClock:
 
 
 @pytest.fixture
-def db() -> FakeDb:
-    return FakeDb()
+def db() -> DashboardDb:
+    return DashboardDb()
 
 
 @pytest.fixture
@@ -60,17 +59,17 @@ def kafka() -> FakeKafka:
 
 
 class Connects:
-    def __init__(self, db: FakeDb) -> None:
+    def __init__(self, db: DashboardDb) -> None:
         self.db = db
         self.calls = 0
 
-    def __call__(self) -> FakeDb:
+    def __call__(self) -> DashboardDb:
         self.calls += 1
         return self.db
 
 
 @pytest.fixture
-def connects(db: FakeDb) -> Connects:
+def connects(db: DashboardDb) -> Connects:
     return Connects(db)
 
 
@@ -183,7 +182,7 @@ def test_workers_alive_dead_and_rate(collector: Collector, run_dir: Path, clock:
 # --- pushes -----------------------------------------------------------------------------------
 
 
-def test_pushes_backlog_totals_and_oldest_pending(collector: Collector, db: FakeDb) -> None:
+def test_pushes_backlog_totals_and_oldest_pending(collector: Collector, db: DashboardDb) -> None:
     db.now = 5000.0
     db.backlog = [
         ("WMS_RETURN", "RETRY", 2, None),
@@ -208,7 +207,7 @@ def test_pushes_backlog_totals_and_oldest_pending(collector: Collector, db: Fake
 
 
 def test_database_error_is_reported_and_the_rest_still_sampled(
-    collector: Collector, run_dir: Path, db: FakeDb, kafka: FakeKafka, connects: Connects
+    collector: Collector, run_dir: Path, db: DashboardDb, kafka: FakeKafka, connects: Connects
 ) -> None:
     connector_status(run_dir)
     kafka.fill(DLQ_TOPIC, 0, 0, 2)
@@ -235,7 +234,7 @@ def test_connection_reused_between_samples(collector: Collector, connects: Conne
     assert connects.calls == 1
 
 
-def test_close_closes_the_connection(collector: Collector, db: FakeDb) -> None:
+def test_close_closes_the_connection(collector: Collector, db: DashboardDb) -> None:
     collector.snapshot()
     collector.close()
     assert db.closed
@@ -385,7 +384,7 @@ def test_dlq_topic_missing(collector: Collector) -> None:
 
 
 def test_broker_error_is_reported_and_the_rest_still_sampled(
-    collector: Collector, run_dir: Path, db: FakeDb, kafka: FakeKafka, clock: FakeClock
+    collector: Collector, run_dir: Path, db: DashboardDb, kafka: FakeKafka, clock: FakeClock
 ) -> None:
     connector_status(run_dir, updated_at=clock.now)
     worker_status(run_dir, "worker", updated_at=clock.now, done=1)

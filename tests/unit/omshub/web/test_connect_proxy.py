@@ -21,7 +21,8 @@ from omshub.core.settings import Settings
 from omshub.stack.connect_rest import connect_connectors
 from omshub.web.collect import Collector, History
 from omshub.web.server import build_app
-from tests.unit.web.fakes import FakeDb, FakeKafka
+from tests.fakes.kafka import FakeKafka
+from tests.fakes.mysql import DashboardDb
 
 TOKEN = "t0ken"
 
@@ -101,7 +102,7 @@ async def client(
     connect: tuple[FakeConnect, str], tmp_path: Path
 ) -> AsyncIterator[TestClient[Any, Any]]:
     settings = Settings(home=tmp_path, connect_url=connect[1], web_refresh_s=0.2)
-    collector = Collector(settings, FakeDb, FakeKafka())
+    collector = Collector(settings, DashboardDb, FakeKafka())
     test_client = TestClient(TestServer(build_app(settings, collector, TOKEN)))
     await test_client.start_server()
     yield test_client
@@ -142,7 +143,7 @@ async def test_writes_need_the_token_before_reaching_connect(
 
 async def test_connect_down_is_a_502_naming_it(tmp_path: Path) -> None:
     settings = Settings(home=tmp_path, connect_url="http://127.0.0.1:9", web_refresh_s=0.2)
-    app = build_app(settings, Collector(settings, FakeDb, FakeKafka()), TOKEN)
+    app = build_app(settings, Collector(settings, DashboardDb, FakeKafka()), TOKEN)
     async with TestClient(TestServer(app)) as test_client:
         answer = await test_client.get("/connectors")
         assert answer.status == 502

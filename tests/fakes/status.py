@@ -1,21 +1,16 @@
 """Fakes shared by the web unit tests: a database connection and status files; the broker is
-:class:`tests.unit.kafka_fake.FakeKafka`, the one fake Kafka of the unit tests."""
+:class:`tests.fakes.kafka.FakeKafka`, the one fake Kafka of the unit tests."""
 
 from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import orjson
 
 from omshub.core.fileio import write_json_atomic
-from tests.unit.kafka_fake import FakeKafka
-
-__all__ = ["FakeKafka"]
 
 TP = tuple[str, int]
 
@@ -34,53 +29,6 @@ class FakeClock:
 
     def advance(self, seconds: float) -> None:
         self.now += seconds
-
-
-class FakeCursor:
-    def __init__(self, db: FakeDb) -> None:
-        self.db = db
-        self._last = ""
-
-    def execute(self, sql: str, params: Any = None) -> None:
-        if self.db.fail is not None:
-            raise self.db.fail
-        self.db.queries.append((sql, params))
-        self._last = sql
-
-    def fetchone(self) -> tuple[Any, ...]:
-        assert "NOW(3)" in self._last
-        return (self.db.now,)
-
-    def fetchall(self) -> list[tuple[Any, ...]]:
-        if "COUNT(*)" in self._last:
-            return list(self.db.backlog)
-        assert "status = 'PENDING'" in self._last
-        return list(self.db.oldest)
-
-
-class FakeDb:
-    """A pymysql-like connection answering the three queries of ``Collector.pushes``."""
-
-    def __init__(self) -> None:
-        self.now = 1_000_000.0
-        #: (push_type, status, count, min created_at)
-        self.backlog: list[tuple[str, str, int, Any]] = []
-        #: (push_type, unix time of the oldest PENDING row)
-        self.oldest: list[tuple[str, Any]] = []
-        self.fail: Exception | None = None
-        self.queries: list[tuple[str, Any]] = []
-        self.pings: list[bool] = []
-        self.closed = False
-
-    def ping(self, reconnect: bool = False) -> None:
-        self.pings.append(reconnect)
-
-    @contextmanager
-    def cursor(self) -> Iterator[FakeCursor]:
-        yield FakeCursor(self)
-
-    def close(self) -> None:
-        self.closed = True
 
 
 def connector_status(

@@ -20,7 +20,7 @@ from typing import Any
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[4]
 CONNECTOR_JSON = REPO / "connectors" / "debezium" / "oms.json"
 DOCUMENTED = REPO / "tests" / "fixtures" / "debezium-3-mysql-properties.txt"
 PROCESSORS = REPO / "processors"

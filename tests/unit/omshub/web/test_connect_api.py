@@ -29,18 +29,18 @@ from omshub import __version__
 from omshub.core.settings import Settings
 from omshub.web.collect import Collector
 from omshub.web.server import SAMPLER, STATIC, build_app
-from tests.unit.web.fakes import (
+from tests.fakes.kafka import FakeKafka
+from tests.fakes.mysql import DashboardDb
+from tests.fakes.status import (
     DEAD_PID,
     DLQ_TOPIC,
     FakeClock,
-    FakeDb,
-    FakeKafka,
     connector_status,
     dlq_record,
     worker_status,
 )
 
-REPO = Path(__file__).resolve().parents[3]
+REPO = Path(__file__).resolve().parents[4]
 SCHEMAS = REPO / "tests" / "fixtures" / "kafka-connect-rest"
 TOKEN = "t0ken"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -161,8 +161,8 @@ def kafka(clock: FakeClock) -> FakeKafka:
 
 
 @pytest.fixture
-def db() -> FakeDb:
-    db = FakeDb()
+def db() -> DashboardDb:
+    db = DashboardDb()
     db.now = 5000.0
     db.backlog = [("WMS_RETURN", "PENDING", 7, None), ("WMS_RETURN", "FAILED", 2, None)]
     db.oldest = [("WMS_RETURN", 4988.0)]
@@ -190,7 +190,7 @@ def restart() -> FakeRestart:
 async def client(
     settings: Settings,
     status: Path,
-    db: FakeDb,
+    db: DashboardDb,
     kafka: FakeKafka,
     clock: FakeClock,
     restart: FakeRestart,
@@ -231,7 +231,7 @@ async def test_list_connectors(client: TestClient[Any, Any]) -> None:
 
 
 async def test_list_connectors_configured_but_never_started(
-    settings: Settings, db: FakeDb, kafka: FakeKafka, restart: FakeRestart
+    settings: Settings, db: DashboardDb, kafka: FakeKafka, restart: FakeRestart
 ) -> None:
     app = build_app(settings, Collector(settings, lambda: db, kafka), TOKEN, restart)
     async with TestClient(TestServer(app)) as client:
