@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import datetime as dt
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -30,6 +29,7 @@ import pymysql
 from omshub.core import mysql
 from omshub.core.backoff import Backoff
 from omshub.core.settings import MySQLParams
+from schemas.dlq import DlqRecord
 from schemas.pushes import PushStatus
 from workers.base import Outcome, PushTask
 
@@ -286,18 +286,5 @@ class WriteBack:
 
 
 def dlq_record(task: PushTask, outcome: Outcome) -> bytes:
-    """The DLQ record: enough to understand and re-drive the push without the database."""
-    return orjson.dumps(
-        {
-            "push_id": task.id,
-            "order_no": task.order_no,
-            "push_type": task.push_type,
-            "idempotency_key": task.idempotency_key,
-            "error": outcome.error,
-            "attempts": outcome.attempts,
-            "http_status": outcome.http_status,
-            "source": task.source,
-            "payload": task.payload,
-            "failed_at_ms": int(time.time() * 1000),
-        }
-    )
+    """The DLQ record (:class:`schemas.dlq.DlqRecord`) of a push that ended FAILED."""
+    return DlqRecord.of(task, outcome).encode()

@@ -142,7 +142,7 @@ def dlq_show(ctx: click.Context, push_id: str) -> None:
         f"push {wanted} in {read.topic}: dead-lettered {entry.times} time(s); newest record at "
         f"partition {entry.partition} offset {entry.offset}, {format_ms(entry.failed_at_ms)} UTC"
     )
-    console.print(JSON(json.dumps(entry.record, default=str)))
+    console.print(JSON(json.dumps(entry.record.as_json(), default=str)))
     with open_database(ctx) as db:
         row = fetch_push_columns(db, wanted)
     if row is None:

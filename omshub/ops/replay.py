@@ -29,16 +29,16 @@ from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import orjson
-
 from omshub.core.errors import (
     ArgumentError,
+    ContractError,
     GroupActiveError,
     OmshubError,
     RefusedError,
     UnknownGroupError,
 )
 from omshub.core.kafka import GroupInfo, Kafka, Record
+from schemas.dlq import DlqRecord
 from schemas.pushes import KNOWN_PUSH_TYPES, PushStatus
 
 __all__ = [
@@ -522,34 +522,36 @@ def apply_topic_replay(kafka: Kafka, group: str, topic: str, moves: Sequence[Off
 class DlqEntry:
     """The newest DLQ record of one push, with where it was and how often it was dead-lettered."""
 
-    push_id: int
-    record: dict[str, Any]
+    record: DlqRecord
     partition: int
     offset: int
     timestamp_ms: int | None
     times: int = 1
 
     @property
+    def push_id(self) -> int:
+        return self.record.push_id
+
+    @property
     def order_no(self) -> str:
-        return str(self.record.get("order_no") or "")
+        return self.record.order_no
 
     @property
     def push_type(self) -> str:
-        return str(self.record.get("push_type") or "")
+        return self.record.push_type
 
     @property
     def attempts(self) -> int | None:
-        value = self.record.get("attempts")
-        return int(value) if isinstance(value, int | float) else None
+        return self.record.attempts
 
     @property
     def error(self) -> str:
-        return str(self.record.get("error") or "")
+        return self.record.error or ""
 
     @property
     def failed_at_ms(self) -> int | None:
-        value = self.record.get("failed_at_ms")
-        return int(value) if isinstance(value, int | float) else self.timestamp_ms
+        failed = self.record.failed_at_ms
+        return failed if failed is not None else self.timestamp_ms
 
     def sort_key(self) -> tuple[int, int, int]:
         return (self.failed_at_ms or 0, self.partition, self.offset)
@@ -567,22 +569,6 @@ class DlqRead:
         return sorted(self.entries.values(), key=DlqEntry.sort_key, reverse=True)
 
 
-def parse_dlq_record(value: bytes | None) -> dict[str, Any] | None:
-    """A DLQ record (``processors.writeback.dlq_record``), or None when it is not one."""
-    if not value:
-        return None
-    try:
-        record = orjson.loads(value)
-    except orjson.JSONDecodeError:
-        return None
-    if not isinstance(record, dict):
-        return None
-    push_id = record.get("push_id")
-    if isinstance(push_id, bool) or not isinstance(push_id, int) or push_id <= 0:
-        return None
-    return record
-
-
 def read_dlq(kafka: Kafka, topic: str, on_progress: Callable[[int], None] | None = None) -> DlqRead:
     """Every record of the DLQ topic, deduplicated by push id (the newest record wins)."""
     topics = kafka.topics()
@@ -594,13 +580,12 @@ def read_dlq(kafka: Kafka, topic: str, on_progress: Callable[[int], None] | None
     )
     for rec in records:
         result.records += 1
-        record = parse_dlq_record(rec.value)
-        if record is None:
+        try:
+            record = DlqRecord.decode(rec.value)
+        except ContractError:
             result.unreadable += 1
             continue
-        entry = DlqEntry(
-            int(record["push_id"]), record, rec.partition, rec.offset, rec.timestamp_ms
-        )
+        entry = DlqEntry(record, rec.partition, rec.offset, rec.timestamp_ms)
         seen = result.entries.get(entry.push_id)
         times = (seen.times if seen is not None else 0) + 1
         if seen is None or entry.sort_key() >= seen.sort_key():

@@ -24,11 +24,12 @@ import orjson
 
 from connectors.binlog.control import control_path, read_control
 from omshub.core import procs
-from omshub.core.errors import UnknownGroupError
+from omshub.core.errors import ContractError, UnknownGroupError
 from omshub.core.fileio import read_json
 from omshub.core.kafka import Kafka, PartitionLag
 from omshub.core.settings import Settings
 from omshub.stack.connect_rest import connect_connectors
+from schemas.dlq import DlqRecord
 
 log = logging.getLogger(__name__)
 
@@ -248,16 +249,19 @@ class Collector:
         if self._dlq_cache[0] != total_high:
             recent = []
             for rec in self.kafka.tail(topic, DLQ_RECENT):
-                raw = rec.value or b""
                 try:
-                    record = orjson.loads(raw)
-                except orjson.JSONDecodeError:
-                    record = {
-                        "error": "undecodable DLQ record",
-                        "raw": raw[:200].decode(errors="replace"),
-                    }
-                if isinstance(record, dict):
-                    recent.append(record)
+                    recent.append(DlqRecord.decode(rec.value).as_json())
+                except ContractError as exc:
+                    if not isinstance(exc.__cause__, orjson.JSONDecodeError):
+                        continue  # JSON, but not a DLQ record: nothing to show
+                    raw = rec.value or b""
+                    recent.append(
+                        {
+                            "error": "undecodable DLQ record",
+                            "reason": str(exc),
+                            "raw": raw[:200].decode(errors="replace"),
+                        }
+                    )
             recent.sort(key=lambda r: r.get("failed_at_ms") or 0, reverse=True)
             self._dlq_cache = (total_high, recent[:DLQ_RECENT])
         return {"topic": topic, "count": count, "recent": self._dlq_cache[1]}
