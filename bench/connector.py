@@ -7,7 +7,7 @@ its rows), write to the same broker with ``acks=all``, and their figure counts r
 acknowledged: the clock stops when the topic's end offsets (what a consumer can read) reach the
 100,000th record. The clock starts when the connector starts from a stored offset at the start
 of the range: the embedded connector's thread, or ``PUT /connectors/<name>/resume`` of
-Debezium's MariaDB connector on the local Kafka Connect (``omshub/stack_connect.py``'s
+Debezium's MariaDB connector on the local Kafka Connect (``omshub/stack/connect.py``'s
 component, its own home under ``<home>/bench``). Debezium is registered while the table is
 empty (its snapshot reads no rows), stopped before the rows are written, and its offset is put
 back to that point through Connect's offsets API before each round, so it streams the range

@@ -129,7 +129,8 @@ def down(ctx: click.Context) -> None:
 def status(ctx: click.Context, as_json: bool) -> None:
     """Show each component's state, pid and address."""
     from connectors.binlog.status import read_status
-    from omshub.stack.local import LocalStack, connector_status_path
+    from omshub.stack.local import LocalStack
+    from omshub.stack.services import connector_status_path
 
     settings = _with_started_workers(ctx_settings(ctx))
     result = LocalStack(settings).status()

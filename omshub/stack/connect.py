@@ -32,6 +32,7 @@ from omshub.core import mysql, procs
 from omshub.core.errors import ConfigError, StackError
 from omshub.core.settings import Settings
 from omshub.stack import jvm
+from omshub.stack.components import CONNECTOR, ComponentSpec
 from omshub.stack.connect_rest import (
     HTTP_TIMEOUT_S,
     answer_message,
@@ -41,7 +42,6 @@ from omshub.stack.connect_rest import (
     read_exporter,
     rest_url,
 )
-from omshub.stack.local import CONNECTOR, ComponentSpec
 
 if TYPE_CHECKING:
     pass

@@ -185,7 +185,8 @@ def run_web(settings: Settings, kafka: Kafka | None = None) -> None:
     if settings.start_connector:
 
         def restart() -> None:
-            from omshub.stack.local import CONNECTOR, LocalStack
+            from omshub.stack.components import CONNECTOR
+            from omshub.stack.local import LocalStack
 
             LocalStack(settings).up([CONNECTOR])
 

@@ -35,7 +35,8 @@ from omshub.core.mysql import make_engine
 from omshub.core.procs import wait_until
 from omshub.core.settings import MySQLParams, Settings
 from omshub.ops.migrations import migrate
-from omshub.stack.local import LocalStack, mariadb_component
+from omshub.stack.local import LocalStack
+from omshub.stack.mariadb import mariadb_component
 from schemas.change_event import ChangeEvent, Record, Tombstone, decode
 
 REPO = Path(__file__).resolve().parents[2]

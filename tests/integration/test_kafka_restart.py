@@ -13,7 +13,9 @@ from confluent_kafka.admin import AdminClient, NewTopic
 
 from omshub.core.kafka import consumer_config, producer_config
 from omshub.core.settings import Settings
-from omshub.stack.local import KAFKA, LocalStack, kafka_component
+from omshub.stack.broker import kafka_component
+from omshub.stack.components import KAFKA
+from omshub.stack.local import LocalStack
 from tests.integration.conftest import TEST_HOME
 
 

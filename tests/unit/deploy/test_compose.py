@@ -739,7 +739,7 @@ def test_compose_runs_the_versions_of_the_local_jars(services: dict[str, Any]) -
 
 
 def test_brokers_have_the_local_brokers_limits(services: dict[str, Any], tmp_path: Path) -> None:
-    from omshub.stack.local import kafka_paths, kafka_server_properties
+    from omshub.stack.broker import kafka_paths, kafka_server_properties
 
     local = kafka_server_properties(Settings(home=tmp_path), kafka_paths(tmp_path))
     for name in ("kafka-1", "kafka-2", "kafka-3"):

@@ -22,6 +22,7 @@ import yaml
 from omshub.core import procs
 from omshub.core.errors import ConfigError, StackError
 from omshub.core.settings import DEFAULT_CONNECTOR_CONFIG, Settings
+from omshub.stack.components import CONNECTOR
 from omshub.stack.connect import (
     CONNECT,
     CONNECTOR_CLASS,
@@ -35,7 +36,7 @@ from omshub.stack.connect import (
     worker_properties,
 )
 from omshub.stack.connect_rest import debezium_metrics, debezium_view, metrics_url
-from omshub.stack.local import CONNECTOR, default_components
+from omshub.stack.local import default_components
 
 REPO = Path(__file__).resolve().parents[4]
 METRICS_SAMPLE = REPO / "tests" / "fixtures" / "debezium-jmx-exporter.txt"

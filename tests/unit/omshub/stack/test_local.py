@@ -19,7 +19,7 @@ import pytest
 from omshub.core import procs
 from omshub.core.errors import StackError
 from omshub.core.settings import Settings
-from omshub.stack.local import (
+from omshub.stack.components import (
     CONNECTOR,
     KAFKA,
     MARIADB,
@@ -27,13 +27,12 @@ from omshub.stack.local import (
     WEB,
     WORKER,
     ComponentSpec,
-    LocalStack,
     StackEvent,
-    connector_status_path,
-    default_components,
-    mariadb_paths,
     settings_env,
 )
+from omshub.stack.local import LocalStack, default_components
+from omshub.stack.mariadb import mariadb_paths
+from omshub.stack.services import connector_status_path
 
 
 @pytest.fixture

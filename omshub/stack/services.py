@@ -1,0 +1,181 @@
+"""omshub's own processes in the stack: the connector, the sandbox, the workers and the web."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from omshub.core import procs
+from omshub.core.errors import StackError
+from omshub.core.settings import Settings
+from omshub.stack.components import CONNECTOR, SANDBOX, WEB, WORKER, ComponentSpec, settings_env
+
+logger = logging.getLogger(__name__)
+
+
+_CONNECTOR_STATUS_MAX_AGE = 10.0
+
+
+def connector_status_path(home: Path) -> Path:
+    """Where the connector reports its state; written by the connector, read by health checks."""
+    return home.resolve() / "run" / "connector.status.json"
+
+
+def _status_of_current_process(status_file: Path, pid_file: Path) -> dict[str, Any]:
+    """The status a component wrote, if it is fresh and written by the process in the pid file.
+
+    A status file left by the previous run must not make a new process look healthy.
+    """
+    try:
+        age = time.time() - status_file.stat().st_mtime
+    except FileNotFoundError:
+        raise StackError(f"{status_file} does not exist yet") from None
+    if age > _CONNECTOR_STATUS_MAX_AGE:
+        raise StackError(f"{status_file} was last updated {age:.0f}s ago")
+    data = json.loads(status_file.read_text(encoding="utf-8"))
+    if not isinstance(data, dict):
+        raise StackError(f"{status_file} does not hold a JSON object")
+    expected = procs.read_pid(pid_file)
+    if expected is not None and data.get("pid") != expected:
+        raise StackError(f"{status_file} was written by pid {data.get('pid')}, not {expected}")
+    return data
+
+
+def _connector_healthy(status_file: Path, pid_file: Path) -> Callable[[], bool]:
+    def healthy() -> bool:
+        data = _status_of_current_process(status_file, pid_file)
+        state = data.get("state")
+        if state not in ("RUNNING", "PAUSED"):  # paused on request is a healthy process
+            error = data.get("error") or data.get("last_error")
+            raise StackError(f"connector state is {state}" + (f": {error}" if error else ""))
+        return True
+
+    return healthy
+
+
+def connector_component(settings: Settings) -> ComponentSpec:
+    """The embedded binlog connector, run as ``omshub connector run`` in its own process."""
+    home = settings.home.resolve()
+    env = settings_env(settings)
+    env["OMSHUB_HOME"] = str(home)
+    env["PYTHONUNBUFFERED"] = "1"  # so its log file is current when a start fails
+    return ComponentSpec(
+        name=CONNECTOR,
+        home=home,
+        address=f"{settings.mysql().display_url()} -> {settings.bootstrap_servers}",
+        argv=lambda: [sys.executable, "-m", "omshub.cli", "connector", "run"],
+        program=None,  # sys.executable may be python, python3, python3.11 ...
+        markers=("-m", "omshub.cli", "connector", "run"),
+        healthy=_connector_healthy(connector_status_path(home), home / "run" / f"{CONNECTOR}.pid"),
+        env=env,
+        start_timeout=60.0,
+    )
+
+
+def _python_component(
+    settings: Settings,
+    name: str,
+    args: Sequence[str],
+    address: str,
+    healthy: Callable[[], bool],
+    port: tuple[str, int] | None = None,
+    port_setting: str | None = None,
+) -> ComponentSpec:
+    """An omshub process (``python -m omshub.cli <args>``) with the parent's settings."""
+    home = settings.home.resolve()
+    env = settings_env(settings)
+    env["OMSHUB_HOME"] = str(home)
+    env["PYTHONUNBUFFERED"] = "1"
+    return ComponentSpec(
+        name=name,
+        home=home,
+        address=address,
+        argv=lambda: [sys.executable, "-m", "omshub.cli", *args],
+        program=None,
+        markers=("-m", "omshub.cli", *args),
+        healthy=healthy,
+        env=env,
+        port=port,
+        port_setting=port_setting,
+        start_timeout=60.0,
+    )
+
+
+def _http_healthy(url: str) -> Callable[[], bool]:
+    def healthy() -> bool:
+        import urllib.request
+
+        with urllib.request.urlopen(url, timeout=2) as response:
+            return bool(response.status == 200)
+
+    return healthy
+
+
+def _worker_healthy(status_file: Path, pid_file: Path) -> Callable[[], bool]:
+    def healthy() -> bool:
+        data = _status_of_current_process(status_file, pid_file)
+        if data.get("state") != "RUNNING":
+            raise StackError("worker has not reported RUNNING yet")
+        if not data.get("assigned"):
+            raise StackError("worker has no partitions assigned yet")
+        return True
+
+    return healthy
+
+
+def sandbox_component(settings: Settings) -> ComponentSpec:
+    """The sandbox downstream systems (``omshub sandbox``)."""
+    base = f"http://{settings.sandbox_host}:{settings.sandbox_port}"
+    return _python_component(
+        settings,
+        SANDBOX,
+        ["sandbox", "serve"],
+        base,
+        _http_healthy(f"{base}/healthz"),
+        port=(settings.sandbox_host, settings.sandbox_port),
+        port_setting="OMSHUB_SANDBOX_PORT",
+    )
+
+
+def worker_name(index: int) -> str:
+    """``worker`` for the first worker process, ``worker-2``, ``worker-3``... for the others."""
+    return WORKER if index == 0 else f"{WORKER}-{index + 1}"
+
+
+def worker_component(settings: Settings, index: int = 0) -> ComponentSpec:
+    """A Faust worker (``omshub worker``): push router, worker agents, sweeper.
+
+    Several workers form one consumer group (the app id) and split the partitions.
+    """
+    name = worker_name(index)
+    port = settings.worker_port + index
+    worker_settings = settings.model_copy(update={"worker_name": name, "worker_port": port})
+    home = settings.home.resolve()
+    return _python_component(
+        worker_settings,
+        name,
+        ["worker", "--name", name],
+        f"faust web http://127.0.0.1:{port}",
+        _worker_healthy(home / "run" / f"{name}.status.json", home / "run" / f"{name}.pid"),
+        port=("127.0.0.1", port),
+        port_setting="OMSHUB_WORKER_PORT",
+    )
+
+
+def web_component(settings: Settings) -> ComponentSpec:
+    """The dashboard, /metrics and the connector REST API (``omshub web``)."""
+    base = f"http://{settings.web_host}:{settings.web_port}"
+    return _python_component(
+        settings,
+        WEB,
+        ["web"],
+        base,
+        _http_healthy(f"{base}/healthz"),
+        port=(settings.web_host, settings.web_port),
+        port_setting="OMSHUB_WEB_PORT",
+    )
