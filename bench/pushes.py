@@ -51,8 +51,8 @@ from rich.table import Table
 from omshub.core.mysql import make_engine
 from omshub.core.settings import MySQLParams, Settings
 from omshub.ops.migrations import ensure_database, migrate
+from omshub.sandbox.client import SandboxClient
 from omshub.sandbox.seed import make_push
-from omshub.sandbox.server import SandboxClient
 from omshub.stack.local import LocalStack
 from processors.router import task_from_row
 from processors.writeback import Database, WriteBack

@@ -42,7 +42,7 @@ from rich.table import Table
 
 from omshub.core.procs import process_usage
 from omshub.core.settings import MySQLParams, Settings
-from omshub.sandbox.server import SandboxClient
+from omshub.sandbox.client import SandboxClient
 from omshub.stack.local import LocalStack
 
 TICK_S = 0.05

@@ -43,7 +43,7 @@ def sandbox() -> None:
 
 
 def _sandbox_client(settings: Settings) -> Any:
-    from omshub.sandbox.server import SandboxClient
+    from omshub.sandbox.client import SandboxClient
 
     return SandboxClient(f"http://{settings.sandbox_host}:{settings.sandbox_port}")
 
@@ -52,7 +52,7 @@ def _sandbox_client(settings: Settings) -> Any:
 @click.pass_context
 def sandbox_serve(ctx: click.Context) -> None:
     """Serve the sandbox downstreams in the foreground (what `omshub up` starts)."""
-    from omshub.sandbox.server import run
+    from omshub.sandbox.http import run
 
     settings = ctx_settings(ctx)
     setup_logging(settings.log_level)
@@ -64,7 +64,7 @@ def sandbox_serve(ctx: click.Context) -> None:
 @click.pass_context
 def sandbox_stats(ctx: click.Context, as_json: bool) -> None:
     """Requests received, duplicates (repeated Idempotency-Key) and injected faults per system."""
-    from omshub.sandbox.server import stats_table
+    from omshub.sandbox.client import stats_table
 
     stats = _sandbox_client(ctx_settings(ctx)).stats()
     if as_json:

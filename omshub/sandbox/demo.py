@@ -27,6 +27,7 @@ from confluent_kafka import Consumer, TopicPartition
 from omshub.core import mysql
 from omshub.core.kafka import Kafka, reader_config
 from omshub.core.settings import MySQLParams, Settings
+from omshub.sandbox.client import SandboxClient
 from omshub.sandbox.seed import (
     PRODUCTS,
     OrderSeed,
@@ -35,7 +36,6 @@ from omshub.sandbox.seed import (
     insert_orders,
     insert_stock,
 )
-from omshub.sandbox.server import SandboxClient
 from schemas.finance import FINANCE_TOPICS, ledger_totals
 
 Progress = Callable[[str], None]

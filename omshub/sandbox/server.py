@@ -52,14 +52,10 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import json
 import logging
 import random
 import re
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -67,9 +63,7 @@ from typing import Any
 
 import orjson
 from aiohttp import web
-from rich.table import Table
 
-from omshub.core.errors import ContractError, RetryableError, SourceUnavailableError, StackError
 from schemas.pushes import PUSH_TYPES, SYSTEMS
 
 log = logging.getLogger(__name__)
@@ -99,13 +93,13 @@ FAULT_FIELDS: dict[str, Any] = {
 
 _SYSTEM_NAME = re.compile(r"[a-z0-9_-]+")
 _RATE_FIELDS = ("error_rate", "timeout_rate", "garbage_rate")
-_JSON = "application/json"
+JSON_TYPE = "application/json"
 _GARBAGE_BODY = b"<html>oops"
 _ACCEPTED = b'{"status":"accepted","id":"%b","system":"%b","idempotency_key":%b,"received_at":"%b"}'
 
 
-def _json_response(payload: Any, status: int = 200) -> web.Response:
-    return web.Response(body=orjson.dumps(payload), status=status, content_type=_JSON)
+def json_response(payload: Any, status: int = 200) -> web.Response:
+    return web.Response(body=orjson.dumps(payload), status=status, content_type=JSON_TYPE)
 
 
 def _error_body(message: str, status: str = "rejected") -> bytes:
@@ -396,7 +390,7 @@ class Sandbox:
             return web.Response(
                 body=_error_body(f"{request.method} not allowed on {path}; use POST"),
                 status=405,
-                content_type=_JSON,
+                content_type=JSON_TYPE,
                 headers={"Allow": "POST"},
             )
         if key is None:
@@ -428,7 +422,7 @@ class Sandbox:
                         f"{system} unavailable (sandbox fault injection, error_rate)", "error"
                     ),
                     status=503,
-                    content_type=_JSON,
+                    content_type=JSON_TYPE,
                 )
             draw -= faults.error_rate
             if draw < faults.timeout_rate:
@@ -442,7 +436,7 @@ class Sandbox:
                         "error",
                     ),
                     status=504,
-                    content_type=_JSON,
+                    content_type=JSON_TYPE,
                 )
             draw -= faults.timeout_rate
             if draw < faults.garbage_rate:
@@ -459,7 +453,7 @@ class Sandbox:
             counters.duplicates += 1
             record.status, record.outcome = 200, "duplicate"
             return web.Response(
-                body=answer, content_type=_JSON, headers={"X-Sandbox-Duplicate": "true"}
+                body=answer, content_type=JSON_TYPE, headers={"X-Sandbox-Duplicate": "true"}
             )
 
         seq = self._next_id[system] + 1
@@ -477,13 +471,13 @@ class Sandbox:
         counters.accepted += 1
         counters.keys.add(key)
         record.status, record.outcome, record.answer_id = 200, "accepted", answer_id
-        return web.Response(body=answer, content_type=_JSON)
+        return web.Response(body=answer, content_type=JSON_TYPE)
 
     @staticmethod
     def _reject(counters: _Counters, record: _Record, status: int, message: str) -> web.Response:
         counters.f4xx += 1
         record.status, record.outcome = status, "rejected"
-        return web.Response(body=_error_body(message), status=status, content_type=_JSON)
+        return web.Response(body=_error_body(message), status=status, content_type=JSON_TYPE)
 
     # -- queries ------------------------------------------------------------------------------
 
@@ -554,350 +548,8 @@ def _validate_faults(settings: Mapping[str, Any]) -> dict[str, Any]:
 
 # -- the aiohttp application ----------------------------------------------------------------------
 
-SANDBOX_KEY = web.AppKey("sandbox", Sandbox)
 
-_Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
-
-
-def _push_handler(sandbox: Sandbox, system: str, path: str) -> _Handler:
-    handle = sandbox.handle_push
-
-    async def handler(request: web.Request) -> web.StreamResponse:
-        return await handle(system, path, request)
-
-    return handler
-
-
-def _bad_request(message: str, status: int = 400) -> web.Response:
-    return _json_response({"error": message, "status": "rejected"}, status)
-
-
-async def _admin_json(request: web.Request) -> dict[str, Any]:
-    raw = await request.read()
-    if not raw.strip():
-        return {}
-    try:
-        payload = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        raise ValueError(f"body is not valid JSON: {exc}") from exc
-    if not isinstance(payload, dict):
-        raise ValueError("body must be a JSON object")
-    return payload
-
-
-def _limit(request: web.Request) -> int | None:
-    raw = request.query.get("limit")
-    if raw is None:
-        return None
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(f"limit must be an integer, got {raw!r}") from None
-
-
-async def _post_faults(request: web.Request) -> web.Response:
-    sandbox = request.app[SANDBOX_KEY]
-    try:
-        payload = await _admin_json(request)
-        system = payload.pop("system", ALL_SYSTEMS)
-        return _json_response(sandbox.set_faults(str(system), **payload))
-    except ValueError as exc:
-        return _bad_request(str(exc))
-
-
-async def _get_faults(request: web.Request) -> web.Response:
-    return _json_response(request.app[SANDBOX_KEY].faults())
-
-
-async def _delete_faults(request: web.Request) -> web.Response:
-    try:
-        return _json_response(request.app[SANDBOX_KEY].clear_faults(request.query.get("system")))
-    except ValueError as exc:
-        return _bad_request(str(exc))
-
-
-async def _get_stats(request: web.Request) -> web.Response:
-    return _json_response(request.app[SANDBOX_KEY].stats())
-
-
-async def _get_requests(request: web.Request) -> web.Response:
-    sandbox = request.app[SANDBOX_KEY]
-    key = request.query.get("key")
-    try:
-        limit = _limit(request)
-        if limit is None and key is None:
-            limit = DEFAULT_REQUESTS_LIMIT
-        rows = sandbox.requests(key=key, system=request.query.get("system"), limit=limit)
-    except ValueError as exc:
-        return _bad_request(str(exc))
-    response = _json_response(rows)
-    response.headers["X-Sandbox-Records-Dropped"] = str(sandbox.records_dropped)
-    return response
-
-
-async def _get_keys(request: web.Request) -> web.Response:
-    system = request.query.get("system")
-    if not system:
-        return _bad_request("give ?system=<one of " + ", ".join(request.app[SANDBOX_KEY].systems))
-    try:
-        return _json_response(sorted(request.app[SANDBOX_KEY].keys(system)))
-    except ValueError as exc:
-        return _bad_request(str(exc))
-
-
-async def _post_drain(request: web.Request) -> web.Response:
-    return _json_response(request.app[SANDBOX_KEY].drain())
-
-
-async def _post_reset(request: web.Request) -> web.Response:
-    request.app[SANDBOX_KEY].reset()
-    return _json_response({"ok": True})
-
-
-async def _healthz(request: web.Request) -> web.Response:
-    return _json_response({"ok": True})
-
-
-async def _not_found(request: web.Request) -> web.Response:
-    return _bad_request(f"no sandbox endpoint {request.method} {request.path}", 404)
-
-
-def build_app(sandbox: Sandbox | None = None) -> web.Application:
-    """The aiohttp application serving every downstream system plus the admin endpoints."""
-    sandbox = sandbox or Sandbox()
-    app = web.Application(client_max_size=16 * 1024 * 1024)
-    app[SANDBOX_KEY] = sandbox
-    app[_INTERCEPTS_KEY] = {}
-    router = app.router
-    for path, system in sandbox.routes.items():
-        router.add_route("*", path, _push_handler(sandbox, system, path))
-    for system in ("wms", "supplier"):
-        router.add_post(f"/{system}/intercepts", _intercept_handler(system))
-    router.add_get("/_admin/intercepts", _get_intercepts, allow_head=False)
-    router.add_post("/_admin/faults", _post_faults)
-    router.add_get("/_admin/faults", _get_faults, allow_head=False)
-    router.add_delete("/_admin/faults", _delete_faults)
-    router.add_get("/_admin/stats", _get_stats, allow_head=False)
-    router.add_get("/_admin/requests", _get_requests, allow_head=False)
-    router.add_get("/_admin/keys", _get_keys, allow_head=False)
-    router.add_post("/_admin/reset", _post_reset)
-    router.add_post("/_admin/drain", _post_drain)
-    router.add_get("/healthz", _healthz)
-    router.add_route("*", "/{tail:.*}", _not_found)
-    return app
-
-
-#: Order statuses after which a parcel has left the warehouse (or the supplier) for good.
-DEPARTED_STATUSES = frozenset({"SHIPPED", "SIGNED"})
-_INTERCEPTS_KEY = web.AppKey("intercepts", dict)
-
-
-def _intercept_handler(system: str) -> Any:
-    """WMS / supplier intercepts: stop a parcel unless it already left.
-
-    The decision follows the order status the hub sends (a parcel of a SHIPPED or SIGNED order
-    has left), which is what a real WMS decides from its own records. A repeated Idempotency-Key
-    gets the first answer.
-    """
-
-    async def handler(request: web.Request) -> web.Response:
-        key = request.headers.get("Idempotency-Key")
-        if not key:
-            return _json_error(400, "missing Idempotency-Key header")
-        try:
-            body = await request.json()
-        except ValueError:
-            return _json_error(400, "body is not JSON")
-        if not isinstance(body, dict) or not isinstance(body.get("order_no"), str):
-            return _json_error(400, "body must be a JSON object with order_no")
-        answers = request.app[_INTERCEPTS_KEY]
-        answer = answers.get((system, key))
-        if answer is None:
-            left = str(body.get("order_status") or "") in DEPARTED_STATUSES
-            answer = {
-                "status": "accepted",
-                "system": system,
-                "order_no": body["order_no"],
-                "intercepted": not left,
-                "reason": "parcel already left the warehouse" if left else "parcel stopped",
-                "idempotency_key": key,
-            }
-            answers[(system, key)] = answer
-        return web.json_response(answer)
-
-    return handler
-
-
-async def _get_intercepts(request: web.Request) -> web.Response:
-    answers = request.app[_INTERCEPTS_KEY]
-    return web.json_response(list(answers.values()))
-
-
-def _json_error(status: int, message: str) -> web.Response:
-    return web.json_response({"status": "rejected", "error": message}, status=status)
-
-
-async def serve(host: str, port: int, sandbox: Sandbox | None = None) -> None:
-    """Serve the sandbox on host:port until cancelled."""
-    runner = web.AppRunner(build_app(sandbox), access_log=None, shutdown_timeout=SHUTDOWN_TIMEOUT_S)
-    await runner.setup()
-    try:
-        site = web.TCPSite(runner, host, port, backlog=1024)
-        await site.start()
-        log.info("sandbox listening", extra={"url": f"http://{host}:{port}"})
-        await asyncio.Event().wait()
-    finally:
-        await runner.cleanup()
-
-
-def run(host: str, port: int, idempotency_window_s: float = IDEMPOTENCY_WINDOW_S) -> None:
-    """Run the sandbox in the foreground (``omshub sandbox``) until SIGINT/SIGTERM."""
-    log.info(
-        "sandbox starting",
-        extra={"url": f"http://{host}:{port}", "systems": ",".join(SYSTEMS)},
-    )
-    try:
-        web.run_app(
-            build_app(Sandbox(idempotency_window_s=idempotency_window_s)),
-            host=host,
-            port=port,
-            print=None,
-            handle_signals=True,
-            access_log=None,
-            shutdown_timeout=SHUTDOWN_TIMEOUT_S,
-            backlog=1024,
-        )
-    except OSError as exc:
-        raise StackError(
-            f"sandbox cannot listen on {host}:{port}: {exc.strerror or exc}; another sandbox "
-            "(see `omshub status`) or another program holds the port; stop it or set "
-            "OMSHUB_SANDBOX_PORT"
-        ) from exc
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 
 # -- client ---------------------------------------------------------------------------------------
-
-
-class SandboxClient:
-    """Small synchronous client of the sandbox admin API (CLI and integration tests)."""
-
-    def __init__(self, base_url: str, timeout: float = 5.0) -> None:
-        self.base_url = base_url.rstrip("/")
-        self.timeout = timeout
-
-    def _call(
-        self,
-        method: str,
-        path: str,
-        query: Mapping[str, Any] | None = None,
-        payload: Any = None,
-    ) -> Any:
-        url = self.base_url + path
-        params = {k: v for k, v in (query or {}).items() if v is not None}
-        if params:
-            url += "?" + urllib.parse.urlencode(params)
-        data = None if payload is None else json.dumps(payload).encode()
-        request = urllib.request.Request(url, data=data, method=method)
-        if data is not None:
-            request.add_header("Content-Type", _JSON)
-        try:
-            with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                raw = response.read()
-        except urllib.error.HTTPError as exc:
-            detail = _error_detail(exc.read())
-            message = f"sandbox {method} {path} answered {exc.code}: {detail}"
-            if exc.code >= 500:
-                raise RetryableError(message) from exc
-            raise ContractError(message) from exc
-        except (urllib.error.URLError, OSError) as exc:
-            reason = getattr(exc, "reason", exc)
-            raise SourceUnavailableError(
-                f"sandbox at {self.base_url} is not reachable ({reason}); "
-                "start it with `omshub up` or `omshub sandbox`"
-            ) from exc
-        try:
-            return json.loads(raw)
-        except ValueError as exc:
-            raise ContractError(
-                f"sandbox {method} {path} answered non-JSON: {raw[:200]!r}"
-            ) from exc
-
-    def health(self) -> bool:
-        """True when the sandbox answers /healthz; False when nothing listens."""
-        try:
-            return bool(self._call("GET", "/healthz").get("ok"))
-        except SourceUnavailableError:
-            return False
-
-    def stats(self) -> dict[str, Any]:
-        result: dict[str, Any] = self._call("GET", "/_admin/stats")
-        return result
-
-    def faults(self) -> dict[str, Any]:
-        result: dict[str, Any] = self._call("GET", "/_admin/faults")
-        return result
-
-    def set_faults(self, system: str = ALL_SYSTEMS, **settings: Any) -> dict[str, Any]:
-        """Merge fault settings for one system or ``"*"``; see :meth:`Sandbox.set_faults`."""
-        result: dict[str, Any] = self._call(
-            "POST", "/_admin/faults", payload={"system": system, **settings}
-        )
-        return result
-
-    def clear_faults(self, system: str | None = None) -> dict[str, Any]:
-        result: dict[str, Any] = self._call("DELETE", "/_admin/faults", {"system": system})
-        return result
-
-    def reset(self) -> None:
-        self._call("POST", "/_admin/reset")
-
-    def keys(self, system: str) -> set[str]:
-        return set(self._call("GET", "/_admin/keys", {"system": system}))
-
-    def drain(self) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._call("POST", "/_admin/drain")
-        return result
-
-    def requests(
-        self, key: str | None = None, system: str | None = None, limit: int | None = None
-    ) -> list[dict[str, Any]]:
-        result: list[dict[str, Any]] = self._call(
-            "GET", "/_admin/requests", {"key": key, "system": system, "limit": limit}
-        )
-        return result
-
-
-def _error_detail(raw: bytes) -> str:
-    try:
-        payload = json.loads(raw)
-    except ValueError:
-        return raw[:200].decode("utf-8", "replace")
-    if isinstance(payload, dict) and "error" in payload:
-        return str(payload["error"])
-    return str(payload)[:200]
-
-
-def stats_table(stats: Mapping[str, Any]) -> Table:
-    """Render ``/_admin/stats`` for ``omshub sandbox stats``: one row per system and a total."""
-    table = Table(title="sandbox downstreams")
-    table.add_column("system")
-    for name in ("received", "accepted", "unique keys", "duplicates", "5xx", "timeout", "4xx"):
-        table.add_column(name, justify="right")
-    table.add_column("garbage", justify="right")
-
-    def cells(row: Mapping[str, Any]) -> list[str]:
-        faults = row.get("faults", {})
-        return [
-            str(row.get("received", 0)),
-            str(row.get("accepted", 0)),
-            str(row.get("unique_keys", 0)),
-            str(row.get("duplicates", 0)),
-            *(str(faults.get(name, 0)) for name in ("5xx", "timeout", "4xx", "garbage")),
-        ]
-
-    systems: Mapping[str, Any] = stats.get("systems", {})
-    for index, (system, row) in enumerate(sorted(systems.items())):
-        table.add_row(system, *cells(row), end_section=index == len(systems) - 1)
-    if "total" in stats:
-        table.add_row("total", *cells(stats["total"]), style="bold")
-    return table

@@ -20,7 +20,7 @@ import pytest
 
 from omshub.core.procs import pid_alive, wait_until
 from omshub.core.settings import MySQLParams
-from omshub.sandbox.server import SandboxClient
+from omshub.sandbox.client import SandboxClient
 from omshub.stack.connect_rest import metrics_url
 from tests.integration.conftest import REPO, TEST_HOME, connector_document, sql
 from tests.integration.debezium_fixtures import debezium_connector

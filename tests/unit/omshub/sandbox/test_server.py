@@ -23,7 +23,9 @@ from aiohttp.test_utils import TestClient, TestServer
 from rich.console import Console
 
 from omshub.core.errors import ContractError, SourceUnavailableError, StackError
-from omshub.sandbox.server import Sandbox, SandboxClient, build_app, run, serve, stats_table
+from omshub.sandbox.client import SandboxClient, stats_table
+from omshub.sandbox.http import build_app, run, serve
+from omshub.sandbox.server import Sandbox
 from schemas.pushes import PUSH_TYPES, SYSTEMS, PushType
 
 WMS = PUSH_TYPES[PushType.WMS_RETURN].path
@@ -594,7 +596,7 @@ def test_client_when_nothing_listens() -> None:
 def _run_in_subprocess(port: int) -> subprocess.Popen[str]:
     code = (
         "from omshub.core.logs import setup_logging; setup_logging('INFO'); "
-        f"from omshub.sandbox.server import run; run('127.0.0.1', {port})"
+        f"from omshub.sandbox.http import run; run('127.0.0.1', {port})"
     )
     return subprocess.Popen(
         [sys.executable, "-c", code],
