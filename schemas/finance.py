@@ -480,33 +480,15 @@ def key_bytes(event: FinanceEvent) -> bytes:
 
 # -------------------------------------------------------------------------------- parsing JSON
 
-_REFUND_FIELDS: Final = (
-    "schema_version",
-    "event_id",
-    "event_type",
-    "counts_toward_total",
-    "order_no",
-    "reverse_no",
-    "reverse_type",
-    "amount",
-    "currency",
-    "lines",
-    "reason",
-    "refund_application_id",
-    "voucher_no",
-    "downstream_id",
-    "push_id",
-    "occurred_at_ms",
-    "occurred_at",
-    "source",
-)
-_SETTLEMENT_FIELDS: Final = tuple(
-    name
-    for name in _REFUND_FIELDS
-    if name not in ("counts_toward_total", "reason", "refund_application_id", "voucher_no")
-)
-_LINE_FIELDS: Final = frozenset({"line_no", "amount"})
-_SOURCE_FIELDS: Final = frozenset({"file", "pos", "row", "gtid"})
+def _json_fields(cls: type[Any], *computed: str) -> tuple[str, ...]:
+    """The keys of a record's JSON: its dataclass fields plus the ones ``to_dict`` derives."""
+    return ("schema_version", *(f.name for f in fields(cls)), *computed)
+
+
+_REFUND_FIELDS: Final = _json_fields(RefundEvent, "counts_toward_total", "occurred_at")
+_SETTLEMENT_FIELDS: Final = _json_fields(SettlementEvent, "event_type", "occurred_at")
+_LINE_FIELDS: Final = frozenset(f.name for f in fields(AmountLine))
+_SOURCE_FIELDS: Final = frozenset(f.name for f in fields(BinlogPosition))
 
 
 def _exact_keys(what: str, obj: Mapping[str, Any], expected: Iterable[str]) -> None:
