@@ -1,5 +1,8 @@
 """The reverse flow (the seed's ``oms_order_cancel_flow``): cancel, sales return, rejection.
 
+Long file: one state machine (five steps, each a compare-and-set with its SQL) whose steps must
+be read together to see that processing an order twice writes everything once.
+
 A new ``oms_reverse_order`` row goes through five steps, each recorded on the row (``status`` and
 an entry in ``step_log``) so that a person can see where it is and the sweeper can resume it:
 

@@ -1,5 +1,8 @@
 """Typed change events: the one place raw Debezium JSON is turned into Python objects.
 
+Long file: the whole Debezium envelope contract in one place (records, keys, source positions,
+schema changes, heartbeats, value parsers); splitting it would spread one format over modules.
+
 Every Kafka record a processor reads comes through :func:`decode`, which checks the record against
 the contract in DESIGN.md §3 (the Debezium MySQL/MariaDB envelope written by JsonConverter with
 ``schemas.enable=false``) and returns one of the frozen models below. Code downstream then relies

@@ -1,5 +1,8 @@
 """Finance topics: the records finance rebuilds its refund and settlement ledger from.
 
+Long file: one contract read top to bottom (records, their checks, JSON parsing, building from
+push outcomes, the ledger rebuild, the JSON Schemas); each part checks what the others produce.
+
 Two topics (DESIGN §5 "Finance topics"), one record per finished finance push:
 
 * ``finance.refund.v1``: ``refund.applied`` when an ``FMS_REFUND_APPLY`` push ends DONE, and
@@ -479,6 +482,7 @@ def key_bytes(event: FinanceEvent) -> bytes:
 
 
 # -------------------------------------------------------------------------------- parsing JSON
+
 
 def _json_fields(cls: type[Any], *computed: str) -> tuple[str, ...]:
     """The keys of a record's JSON: its dataclass fields plus the ones ``to_dict`` derives."""

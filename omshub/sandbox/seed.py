@@ -1,5 +1,8 @@
 """Realistic demo and test data for the OMS source tables, generated rather than dumped.
 
+Long file: the shop's data model in one place (products, orders, stock, cancel applications and
+their inserts), so generated rows and their SQL stay in step.
+
 Generated from a ``random.Random`` so a seed reproduces the same orders in a test, a benchmark
 and a bug report. The shapes follow the fresh-food shop in the seed documents: 1-4 lines per order,
 bilingual product names, order-level promotion, coupon and freight allocated (分摊) to the lines in
