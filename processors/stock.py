@@ -11,6 +11,7 @@ cannot move a key backwards; only values that won are pushed and published.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -21,12 +22,19 @@ import orjson
 import pymysql
 
 from omshub.core import mysql
+from omshub.core.backoff import Backoff
 from omshub.core.settings import MySQLParams
 from schemas.change_event import ChangeEvent, Op
+from schemas.pushes import PushStatus, PushType
+from schemas.tasks import PushTask
+from workers.base import Worker
 
 log = logging.getLogger(__name__)
 
 STOCK_TOPIC = "stock.sellable.v1"
+
+_STOCK_BACKOFF = Backoff(base_s=0.2, cap_s=2.0)
+"""Waits between sellable-stock attempts: 0.1-0.2 s first, up to 2 s."""
 
 
 def position_key(file: str, pos: int, row: int) -> str:
@@ -183,3 +191,35 @@ class StockCoalescer:
                     self.pending[update.key] = update
             raise
         return winners
+
+
+async def deliver_sellable(worker: Worker, update: SellableUpdate) -> bool:
+    """Send one winning value to the stock system through its worker, retrying in place.
+
+    A sellable value has no push row to carry its retries (the position guard already decided
+    it is the newest), so the attempts happen here, within the worker's own attempt budget.
+    """
+    task = PushTask(
+        id=0,
+        order_no=f"{update.sku_code}@{update.warehouse_code}",
+        push_type=str(PushType.SELLABLE_STOCK),
+        payload=orjson.dumps(
+            {
+                "sku_code": update.sku_code,
+                "warehouse_code": update.warehouse_code,
+                "sellable": update.sellable,
+                "source_position": update.source,
+            }
+        ).decode(),
+        idempotency_key=update.event_id()[:128],
+        source=update.source,
+    )
+    for attempt in range(worker.pool.max_attempts):
+        outcome = await worker.handle(dataclasses.replace(task, attempts=attempt))
+        if outcome.status is PushStatus.DONE:
+            return True
+        if outcome.status is PushStatus.FAILED:
+            break
+        await _STOCK_BACKOFF.sleep(attempt)
+    log.error("sellable stock not delivered", extra={"key": update.event_id()})
+    return False

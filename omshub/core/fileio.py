@@ -13,11 +13,16 @@ import orjson
 
 def write_json_atomic(path: Path, data: Any) -> None:
     """Replace ``path`` by rename, so readers see the old or the new file, never half of one."""
+    write_bytes_atomic(path, orjson.dumps(data, default=str))
+
+
+def write_bytes_atomic(path: Path, content: bytes) -> None:
+    """:func:`write_json_atomic` for content already encoded (a model's ``to_json``)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}-")
     try:
         with os.fdopen(fd, "wb") as handle:
-            handle.write(orjson.dumps(data, default=str))
+            handle.write(content)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -12,7 +12,6 @@ finance topic, and prints it.
 from __future__ import annotations
 
 import dataclasses
-import json
 import random
 import time
 import uuid
@@ -25,6 +24,7 @@ from typing import Any
 from confluent_kafka import Consumer, TopicPartition
 
 from omshub.core import mysql
+from omshub.core.errors import ContractError
 from omshub.core.kafka import Kafka, reader_config
 from omshub.core.settings import MySQLParams, Settings
 from omshub.sandbox.client import SandboxClient
@@ -37,6 +37,7 @@ from omshub.sandbox.seed import (
     insert_stock,
 )
 from schemas.finance import FINANCE_TOPICS, ledger_totals
+from schemas.status import read_worker_status
 
 Progress = Callable[[str], None]
 REASONS = ("不想要了 changed my mind", "物流太慢 delivery too slow", "质量问题 quality problem")
@@ -285,10 +286,11 @@ def _stock_sent(settings: Settings) -> int:
     total = 0
     for status_path in (settings.home.resolve() / "run").glob("worker*.status.json"):
         try:
-            worker = json.loads(status_path.read_text())
-            total += int((worker.get("stock") or {}).get("sent", 0))
-        except (OSError, ValueError):
+            worker = read_worker_status(status_path)
+        except (OSError, ContractError):
             continue
+        if worker is not None:
+            total += int(worker.stock.get("sent", 0))
     return total
 
 

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from omshub.core import procs
-from omshub.core.errors import StackError
+from omshub.core.errors import ContractError, StackError
 from omshub.core.settings import Settings
 from omshub.stack.components import CONNECTOR, SANDBOX, WEB, WORKER, ComponentSpec, settings_env
+from schemas.status import RUNNING, WorkerStatus, worker_status_path
 
 logger = logging.getLogger(__name__)
 
@@ -26,23 +27,30 @@ def connector_status_path(home: Path) -> Path:
     return home.resolve() / "run" / "connector.status.json"
 
 
-def _status_of_current_process(status_file: Path, pid_file: Path) -> dict[str, Any]:
-    """The status a component wrote, if it is fresh and written by the process in the pid file.
-
-    A status file left by the previous run must not make a new process look healthy.
-    """
+def _fresh_status(status_file: Path) -> bytes:
+    """A status file's content, if the file was updated recently."""
     try:
         age = time.time() - status_file.stat().st_mtime
     except FileNotFoundError:
         raise StackError(f"{status_file} does not exist yet") from None
     if age > _CONNECTOR_STATUS_MAX_AGE:
         raise StackError(f"{status_file} was last updated {age:.0f}s ago")
-    data = json.loads(status_file.read_text(encoding="utf-8"))
+    return status_file.read_bytes()
+
+
+def _check_writer(status_file: Path, pid: Any, pid_file: Path) -> None:
+    """A status file left by the previous run must not make a new process look healthy."""
+    expected = procs.read_pid(pid_file)
+    if expected is not None and pid != expected:
+        raise StackError(f"{status_file} was written by pid {pid}, not {expected}")
+
+
+def _status_of_current_process(status_file: Path, pid_file: Path) -> dict[str, Any]:
+    """The status a component wrote, if it is fresh and written by the process in the pid file."""
+    data = json.loads(_fresh_status(status_file))
     if not isinstance(data, dict):
         raise StackError(f"{status_file} does not hold a JSON object")
-    expected = procs.read_pid(pid_file)
-    if expected is not None and data.get("pid") != expected:
-        raise StackError(f"{status_file} was written by pid {data.get('pid')}, not {expected}")
+    _check_writer(status_file, data.get("pid"), pid_file)
     return data
 
 
@@ -118,10 +126,14 @@ def _http_healthy(url: str) -> Callable[[], bool]:
 
 def _worker_healthy(status_file: Path, pid_file: Path) -> Callable[[], bool]:
     def healthy() -> bool:
-        data = _status_of_current_process(status_file, pid_file)
-        if data.get("state") != "RUNNING":
+        try:
+            status = WorkerStatus.from_json(_fresh_status(status_file))
+        except ContractError as exc:
+            raise StackError(f"{status_file}: {exc}") from None
+        _check_writer(status_file, status.pid, pid_file)
+        if status.state != RUNNING:
             raise StackError("worker has not reported RUNNING yet")
-        if not data.get("assigned"):
+        if not status.assigned:
             raise StackError("worker has no partitions assigned yet")
         return True
 
@@ -161,7 +173,7 @@ def worker_component(settings: Settings, index: int = 0) -> ComponentSpec:
         name,
         ["worker", "--name", name],
         f"faust web http://127.0.0.1:{port}",
-        _worker_healthy(home / "run" / f"{name}.status.json", home / "run" / f"{name}.pid"),
+        _worker_healthy(worker_status_path(home, name), home / "run" / f"{name}.pid"),
         port=("127.0.0.1", port),
         port_setting="OMSHUB_WORKER_PORT",
     )

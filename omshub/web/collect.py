@@ -30,6 +30,7 @@ from omshub.core.kafka import Kafka, PartitionLag
 from omshub.core.settings import Settings
 from omshub.stack.connect_rest import connect_connectors
 from schemas.dlq import DlqRecord
+from schemas.status import read_worker_status
 
 log = logging.getLogger(__name__)
 
@@ -115,25 +116,29 @@ class Collector:
     def workers(self, now: float) -> list[dict[str, Any]]:
         out = []
         for path in sorted(self.run_dir.glob("worker*.status.json")):
-            data = read_json(path)
-            if data is None:
+            try:
+                status = read_worker_status(path)
+            except ContractError as exc:
+                log.warning(
+                    "worker status file skipped", extra={"path": str(path), "error": str(exc)}
+                )
+                continue
+            if status is None:
                 continue
             name = path.name.removesuffix(".status.json")
-            alive = pid_alive(data.get("pid")) and _fresh(data, now)
-            counters = data.get("counters") or {}
-            done = sum(v for k, v in counters.items() if k.endswith(".DONE"))
-            types = data.get("types") or {}
+            alive = pid_alive(status.pid) and now - status.updated_at <= STATUS_STALE_S
+            done = sum(v for k, v in status.counters.items() if k.endswith(".DONE"))
             out.append(
                 {
                     "name": name,
-                    "pid": data.get("pid"),
+                    "pid": status.pid,
                     "alive": alive,
                     "state": "RUNNING" if alive else "DEAD",
-                    "assigned": data.get("assigned") or [],
+                    "assigned": status.assigned,
                     "done_total": done,
                     "done_per_s": self._rate(f"worker:{name}", now, done) if alive else 0.0,
-                    "types": types if isinstance(types, dict) else {},
-                    "updated_at": data.get("updated_at"),
+                    "types": status.types,
+                    "updated_at": status.updated_at,
                 }
             )
         return out

@@ -10,7 +10,8 @@ from typing import Any
 
 import orjson
 
-from omshub.core.fileio import write_json_atomic
+from omshub.core.fileio import write_bytes_atomic, write_json_atomic
+from schemas.status import WorkerStatus
 
 TP = tuple[str, int]
 
@@ -73,16 +74,25 @@ def worker_status(
     assigned: list[str] | None = None,
     types: dict[str, Any] | None = None,
 ) -> Path:
-    data = {
-        "state": "RUNNING",
-        "pid": os.getpid() if pid is None else pid,
-        "updated_at": time.time() if updated_at is None else updated_at,
-        "counters": {"WMS_RETURN.DONE": done, "WMS_RETURN.RETRY": 7, "swept_pending": 2},
-        "assigned": assigned or [],
-        "types": types or {},
-    }
+    now = time.time()
+    status = WorkerStatus(
+        state="RUNNING",
+        pid=os.getpid() if pid is None else pid,
+        worker_name=name,
+        host="test-host",
+        started_at=now,
+        updated_at=now if updated_at is None else updated_at,
+        counters={"WMS_RETURN.DONE": done, "WMS_RETURN.RETRY": 7, "swept_pending": 2},
+        assigned=assigned or [],
+        types=types or {},
+        writeback={},
+        sweeper={},
+        reverse={},
+        stock={},
+        lookup={},
+    )
     path = run_dir / f"{name}.status.json"
-    write_json_atomic(path, data)
+    write_bytes_atomic(path, status.to_json())
     return path
 
 

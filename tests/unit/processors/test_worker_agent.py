@@ -2,8 +2,9 @@
 
 A worker agent acks a task after its outcome is written back; the router acks a batch of change
 events after its tasks are delivered to the work topics. Neither acks what a cancellation (a
-shutdown, a crash) interrupted. The agent functions are driven with fake streams, workers,
-write-back and producer (the runtime is filled in before the agent starts, so nothing connects).
+shutdown, a crash) interrupted. The app's agents are driven with fake streams, workers,
+write-back and producer: the test hands the app a runtime of fakes before its agents run (the
+worker builds the real one when the app starts), so nothing connects.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from omshub.core.settings import Settings
 from processors.app import create_app
 from schemas.pushes import PushStatus
 from tests.fixtures import DEBEZIUM_FIXTURES
+from tests.unit.processors.runtime_fakes import fake_runtime
 from workers.base import Outcome, PushTask
 
 
@@ -87,10 +89,8 @@ class FakeWriteBack:
 def agent(tmp_path: Path) -> tuple[Any, Any]:
     settings = Settings(home=tmp_path, worker_pools={"wms": {"concurrency": 2}})
     app = create_app(settings)
-    rt = app.omshub_runtime
-    rt.session = object()  # the runtime counts as built: ensure_runtime() creates nothing
-    rt.workers = {"wms": FakeWorker()}
-    rt.writeback = FakeWriteBack()
+    rt = fake_runtime(settings, workers={"wms": FakeWorker()}, writeback=FakeWriteBack())
+    app.use_runtime(rt)  # what the app's on_start would have built
     return app.agents["worker-wms"].fun, rt
 
 
@@ -219,11 +219,10 @@ def change_event(offset: int, row_id: int) -> Any:
 
 @pytest.fixture
 def router(tmp_path: Path) -> tuple[Any, Any]:
-    app = create_app(Settings(home=tmp_path))
-    rt = app.omshub_runtime
-    rt.session = object()
-    rt.writeback = FakeWriteBack()
-    rt.producer = FakeProducer()
+    settings = Settings(home=tmp_path)
+    app = create_app(settings)
+    rt = fake_runtime(settings, writeback=FakeWriteBack(), producer=FakeProducer())
+    app.use_runtime(rt)
     return app.agents["push-router"].fun, rt
 
 

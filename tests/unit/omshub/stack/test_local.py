@@ -32,7 +32,8 @@ from omshub.stack.components import (
 )
 from omshub.stack.local import LocalStack, default_components
 from omshub.stack.mariadb import mariadb_paths
-from omshub.stack.services import connector_status_path
+from omshub.stack.services import connector_status_path, worker_component
+from schemas.status import WorkerStatus, worker_status_path
 
 
 @pytest.fixture
@@ -369,6 +370,44 @@ def test_up_polls_bootstrap_before_health(tmp_path: Path) -> None:
     finally:
         stack.down()
     assert calls[:4] == ["bootstrap", "bootstrap", "bootstrap", "healthy"]
+
+
+def test_worker_health_decodes_its_status_file(tmp_path: Path) -> None:
+    settings = _embedded(tmp_path)
+    spec = worker_component(settings)
+    assert spec.healthy is not None
+    path = worker_status_path(tmp_path, "worker")
+    with pytest.raises(StackError, match="does not exist"):
+        spec.healthy()
+    path.parent.mkdir(parents=True)
+    path.write_bytes(b'{"state": "RUNNING", "pid": "12"}')
+    with pytest.raises(StackError, match=r"malformed.*pid"):
+        spec.healthy()
+    now = time.time()
+    good = WorkerStatus(
+        state="RUNNING",
+        pid=os.getpid(),
+        worker_name="worker",
+        host="box",
+        started_at=now,
+        updated_at=now,
+        counters={},
+        assigned=["omshub.push.WMS_RETURN:0"],
+        types={},
+        writeback={},
+        sweeper={},
+        reverse={},
+        stock={},
+        lookup={},
+    )
+    path.write_bytes(good.model_copy(update={"assigned": []}).to_json())
+    with pytest.raises(StackError, match="no partitions assigned"):
+        spec.healthy()
+    path.write_bytes(good.to_json())
+    assert spec.healthy()
+    (path.parent / "worker.pid").write_text(f"{os.getpid() + 1}\n")
+    with pytest.raises(StackError, match="written by pid"):
+        spec.healthy()
 
 
 def test_connector_health_reads_its_status_file(tmp_path: Path) -> None:

@@ -1,0 +1,37 @@
+"""The ``sweeper`` timer: re-drive what was lost in flight (see :mod:`processors.sweeper`).
+
+One worker sweeps at a time (a database lock); the others skip the run, and the stale reverse
+orders with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from processors.runtime import Runtime
+
+log = logging.getLogger(__name__)
+
+
+async def sweep(rt: Runtime) -> None:
+    loop = asyncio.get_running_loop()
+    in_flight = frozenset(rt.in_flight)
+    result = await loop.run_in_executor(rt.executor, rt.sweeper.run_once, in_flight)
+    for task in result.stale_pending:
+        await rt.enqueue([task])
+    rt.counters["swept_retries"] += result.retries_due
+    rt.counters["swept_pending"] += len(result.stale_pending)
+    if result.skipped_locked:
+        return
+    stale = await loop.run_in_executor(
+        rt.executor, rt.reverse.stale, rt.settings.sweeper_pending_after_s
+    )
+    for reverse_no in stale:
+        try:
+            await rt.reverse.process(reverse_no)
+            rt.counters["swept_reverse"] += 1
+        except Exception as exc:  # noqa: BLE001 - next sweep tries again
+            log.error(
+                "reverse order not resumed", extra={"reverse_no": reverse_no, "error": str(exc)}
+            )

@@ -1,0 +1,84 @@
+"""The worker's status file: what a running worker says about itself, once a second.
+
+The worker writes it (``processors.agents.status``); the stack's health check, the dashboard and
+the demo read it. One model on both sides means a field renamed by the writer breaks the readers'
+tests, not a production dashboard, and each reader decodes the file once, here, instead of poking
+at a dict. The file is the JSON object :meth:`WorkerStatus.to_json` makes; keys the model does not
+know are ignored, so a newer worker can add figures before the readers use them.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Final
+
+import orjson
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from omshub.core.errors import ContractError
+
+__all__ = ["RUNNING", "WorkerStatus", "read_worker_status", "worker_status_path"]
+
+RUNNING: Final = "RUNNING"
+"""The only state a worker writes: a worker that is not running writes nothing (the readers tell
+a dead one by its pid and the file's age)."""
+
+
+def worker_status_path(home: Path, worker_name: str) -> Path:
+    """``<home>/run/<worker_name>.status.json``: where the worker writes and the readers look."""
+    return home.resolve() / "run" / f"{worker_name}.status.json"
+
+
+class WorkerStatus(BaseModel):
+    """One worker process's figures.
+
+    ``counters`` are the agents' running totals (``<worker>.<STATUS>`` per outcome, errors per
+    agent); ``assigned`` the partitions it consumes (``topic:partition``); ``types`` the per push
+    type outcome totals and latency window (``processors.stats.TypeFigures.snapshot``). The other
+    sections are each component's own figures, passed through as they report them.
+    """
+
+    model_config = ConfigDict(frozen=True, strict=True, extra="ignore")
+
+    state: str
+    pid: int
+    worker_name: str
+    host: str
+    started_at: float
+    updated_at: float
+    counters: dict[str, int]
+    assigned: list[str]
+    types: dict[str, dict[str, Any]]
+    writeback: dict[str, Any]
+    sweeper: dict[str, Any]
+    reverse: dict[str, Any]
+    stock: dict[str, Any]
+    lookup: dict[str, Any]
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json"))
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> WorkerStatus:
+        """Decode a status file's content; :class:`ContractError` naming what is wrong."""
+        try:
+            return cls.model_validate_json(data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'file'}: {err['msg']}"
+                for err in exc.errors()[:3]
+            )
+            raise ContractError(f"worker status file is malformed: {problems}") from None
+
+
+def read_worker_status(path: Path) -> WorkerStatus | None:
+    """The status in ``path``, None when there is none yet; :class:`ContractError` if malformed.
+
+    The worker replaces the file by rename, so a reader never sees half of one: a file that does
+    not decode was written by something else, and saying so beats showing a worker as missing.
+    """
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    return WorkerStatus.from_json(raw)
