@@ -17,7 +17,15 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 
 from omshub.core.errors import ContractError
 
-__all__ = ["RUNNING", "WorkerStatus", "read_worker_status", "worker_status_path"]
+__all__ = [
+    "RUNNING",
+    "ConnectorStatus",
+    "WorkerStatus",
+    "connector_status_path",
+    "read_connector_status",
+    "read_worker_status",
+    "worker_status_path",
+]
 
 RUNNING: Final = "RUNNING"
 """The only state a worker writes: a worker that is not running writes nothing (the readers tell
@@ -82,3 +90,70 @@ def read_worker_status(path: Path) -> WorkerStatus | None:
     except FileNotFoundError:
         return None
     return WorkerStatus.from_json(raw)
+
+
+def connector_status_path(home: Path, name: str = "connector") -> Path:
+    """``<home>/run/<name>.status.json``: where the embedded connector writes its status."""
+    return home.resolve() / "run" / f"{name}.status.json"
+
+
+class ConnectorStatus(BaseModel):
+    """The embedded connector's status file (``connectors.binlog.status.ConnectorMetrics``).
+
+    Written about once a second by the connector process; read by the stack's health check, the
+    dashboard, the connector REST API and ``omshub status``/``omshub connector status``. Counters
+    default to 0 so a file of an older connector still reads; unknown keys are ignored.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    name: str
+    state: str
+    phase: str
+    pid: int
+    started_at: float
+    updated_at: float
+    binlog_file: str | None = None
+    binlog_pos: int | None = None
+    gtid: str | None = None
+    committed_file: str | None = None
+    committed_pos: int | None = None
+    ms_behind_source: int | None = None
+    events_total: int = 0
+    snapshot_rows_total: int = 0
+    heartbeats_total: int = 0
+    errors_total: int = 0
+    reconnects_total: int = 0
+    restarts_total: int = 0
+    pending_acks: int = 0
+    last_error: str | None = None
+    last_event_ts_ms: int | None = None
+    events_per_s: float = 0.0
+    unimplemented_keys: list[str] = []
+
+    def as_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.as_json())
+
+    @classmethod
+    def from_json(cls, data: bytes | str) -> ConnectorStatus:
+        """Decode a status file's content; :class:`ContractError` naming what is wrong."""
+        try:
+            return cls.model_validate_json(data)
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'file'}: {err['msg']}"
+                for err in exc.errors()[:3]
+            )
+            raise ContractError(f"connector status file is malformed: {problems}") from None
+
+
+def read_connector_status(path: Path) -> ConnectorStatus | None:
+    """The status in ``path``, None when there is none yet; :class:`ContractError` if malformed."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    return ConnectorStatus.from_json(raw)

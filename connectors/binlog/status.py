@@ -1,7 +1,8 @@
 """Connector metrics and the status file other processes read.
 
-The connector runs in its own process; ``omshub status``, the stack's health check and (later) the
-dashboard read one small JSON file it rewrites about once a second instead of talking to it.
+The connector runs in its own process; ``omshub status``, the stack's health check and the
+dashboard read one small JSON file (``schemas.status.ConnectorStatus``) it rewrites about once a
+second instead of talking to it.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from omshub.core.fileio import read_json, write_json_atomic
+from omshub.core.errors import ContractError
+from omshub.core.fileio import write_bytes_atomic
+from schemas.status import ConnectorStatus, read_connector_status
 
 
 @dataclass
@@ -60,8 +63,14 @@ class ConnectorMetrics:
 
 
 def write_status(path: Path, metrics: ConnectorMetrics) -> None:
-    write_json_atomic(path, metrics.to_json())
+    """Replace the status file with the figures, as the readers' model (``ConnectorStatus``)."""
+    write_bytes_atomic(path, ConnectorStatus.model_validate(metrics.to_json()).to_json())
 
 
-def read_status(path: Path) -> dict[str, Any] | None:
-    return read_json(path)
+def read_status(path: Path) -> ConnectorStatus | None:
+    """The connector's status, or None when there is none or it does not decode (the connector
+    itself only uses it to report; readers that must say why use ``read_connector_status``)."""
+    try:
+        return read_connector_status(path)
+    except ContractError:
+        return None

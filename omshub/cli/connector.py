@@ -142,7 +142,8 @@ def connector_status(ctx: click.Context, name: str | None, as_json: bool) -> Non
         names = client.get("/connectors")
     except SourceUnavailableError as exc:
         # without the web server, the embedded connector's own status file still tells a lot
-        detail = read_status(_connector_paths(ctx_settings(ctx))[1])
+        found = read_status(_connector_paths(ctx_settings(ctx))[1])
+        detail = found.as_json() if found is not None else None
         if detail is None or (name is not None and detail.get("name") != name):
             raise
         err_console.print(f"[yellow]{exc}[/]; showing the embedded connector's status file")
@@ -161,7 +162,8 @@ def connector_status(ctx: click.Context, name: str | None, as_json: bool) -> Non
     elif name not in names:
         fail(f"unknown connector {name!r}; known: {', '.join(names) or 'none'}")
     status = client.get(f"/connectors/{name}/status")
-    detail = read_status(_connector_paths(ctx_settings(ctx))[1]) or {}
+    found = read_status(_connector_paths(ctx_settings(ctx))[1])
+    detail = found.as_json() if found is not None else {}
     if detail.get("name") != name:
         detail = {}
     if as_json:

@@ -134,7 +134,8 @@ def status(ctx: click.Context, as_json: bool) -> None:
 
     settings = _with_started_workers(ctx_settings(ctx))
     result = LocalStack(settings).status()
-    connector_state = read_status(connector_status_path(settings.home.resolve()))
+    found = read_status(connector_status_path(settings.home.resolve()))
+    connector_state = found.as_json() if found is not None else None
     connect = result.components.get("connect")
     if connect is not None and connect.state == "running":
         # Debezium on the local Connect: its REST and metrics, not an old embedded status file

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 import time
@@ -14,7 +13,7 @@ from omshub.core import procs
 from omshub.core.errors import ContractError, StackError
 from omshub.core.settings import Settings
 from omshub.stack.components import CONNECTOR, SANDBOX, WEB, WORKER, ComponentSpec, settings_env
-from schemas.status import RUNNING, WorkerStatus, worker_status_path
+from schemas.status import RUNNING, ConnectorStatus, WorkerStatus, worker_status_path
 
 logger = logging.getLogger(__name__)
 
@@ -45,22 +44,16 @@ def _check_writer(status_file: Path, pid: Any, pid_file: Path) -> None:
         raise StackError(f"{status_file} was written by pid {pid}, not {expected}")
 
 
-def _status_of_current_process(status_file: Path, pid_file: Path) -> dict[str, Any]:
-    """The status a component wrote, if it is fresh and written by the process in the pid file."""
-    data = json.loads(_fresh_status(status_file))
-    if not isinstance(data, dict):
-        raise StackError(f"{status_file} does not hold a JSON object")
-    _check_writer(status_file, data.get("pid"), pid_file)
-    return data
-
-
 def _connector_healthy(status_file: Path, pid_file: Path) -> Callable[[], bool]:
     def healthy() -> bool:
-        data = _status_of_current_process(status_file, pid_file)
-        state = data.get("state")
-        if state not in ("RUNNING", "PAUSED"):  # paused on request is a healthy process
-            error = data.get("error") or data.get("last_error")
-            raise StackError(f"connector state is {state}" + (f": {error}" if error else ""))
+        try:
+            status = ConnectorStatus.from_json(_fresh_status(status_file))
+        except ContractError as exc:
+            raise StackError(f"{status_file}: {exc}") from None
+        _check_writer(status_file, status.pid, pid_file)
+        if status.state not in ("RUNNING", "PAUSED"):  # paused on request is a healthy process
+            error = status.last_error
+            raise StackError(f"connector state is {status.state}" + (f": {error}" if error else ""))
         return True
 
     return healthy

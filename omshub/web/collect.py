@@ -25,12 +25,11 @@ import orjson
 from connectors.binlog.control import control_path, read_control
 from omshub.core import procs
 from omshub.core.errors import ContractError, UnknownGroupError
-from omshub.core.fileio import read_json
 from omshub.core.kafka import Kafka, PartitionLag
 from omshub.core.settings import Settings
 from omshub.stack.connect_rest import connect_connectors
 from schemas.dlq import DlqRecord
-from schemas.status import read_worker_status
+from schemas.status import ConnectorStatus, read_connector_status, read_worker_status
 
 log = logging.getLogger(__name__)
 
@@ -43,11 +42,6 @@ DLQ_RECENT = 10
 def pid_alive(pid: Any) -> bool:
     """omshub.core.procs.pid_alive for a value read from a status file (zombies count as dead)."""
     return isinstance(pid, int) and procs.pid_alive(pid)
-
-
-def _fresh(data: dict[str, Any], now: float) -> bool:
-    updated = data.get("updated_at")
-    return isinstance(updated, int | float) and now - updated <= STATUS_STALE_S
 
 
 @dataclass
@@ -105,10 +99,16 @@ class Collector:
             return views
         out = []
         for path in self.connector_status_files():
-            data = read_json(path)
-            if data is None:
+            try:
+                status = read_connector_status(path)
+            except ContractError as exc:
+                log.warning(
+                    "connector status file skipped", extra={"path": str(path), "error": str(exc)}
+                )
                 continue
-            out.append(connector_view(data, path, now))
+            if status is None:
+                continue
+            out.append(connector_view(status, path, now))
         return out
 
     # -- workers ---------------------------------------------------------------------------
@@ -304,30 +304,29 @@ class Collector:
             self.kafka.close()
 
 
-def connector_view(data: dict[str, Any], path: Path, now: float) -> dict[str, Any]:
+def connector_view(status: ConnectorStatus, path: Path, now: float) -> dict[str, Any]:
     """The connector as the dashboard and the REST API see it, with a Connect-style state."""
-    alive = pid_alive(data.get("pid")) and _fresh(data, now)
+    alive = pid_alive(status.pid) and now - status.updated_at <= STATUS_STALE_S
     target = read_control(control_path(path))
-    own = str(data.get("state") or "UNASSIGNED")
     return {
-        "name": data.get("name") or path.name.removesuffix(".status.json"),
-        "state": connect_state(own, alive),
-        "detail": own if alive else "not running",
+        "name": status.name or path.name.removesuffix(".status.json"),
+        "state": connect_state(status.state, alive),
+        "detail": status.state if alive else "not running",
         "target": target.state,
         "alive": alive,
-        "pid": data.get("pid"),
-        "phase": data.get("phase"),
-        "binlog_file": data.get("binlog_file"),
-        "binlog_pos": data.get("binlog_pos"),
-        "committed_file": data.get("committed_file"),
-        "committed_pos": data.get("committed_pos"),
-        "ms_behind_source": data.get("ms_behind_source"),
-        "events_total": data.get("events_total", 0),
-        "events_per_s": data.get("events_per_s", 0.0) if alive else 0.0,
-        "errors_total": data.get("errors_total", 0),
-        "reconnects_total": data.get("reconnects_total", 0),
-        "last_error": data.get("last_error"),
-        "updated_at": data.get("updated_at"),
+        "pid": status.pid,
+        "phase": status.phase,
+        "binlog_file": status.binlog_file,
+        "binlog_pos": status.binlog_pos,
+        "committed_file": status.committed_file,
+        "committed_pos": status.committed_pos,
+        "ms_behind_source": status.ms_behind_source,
+        "events_total": status.events_total,
+        "events_per_s": status.events_per_s if alive else 0.0,
+        "errors_total": status.errors_total,
+        "reconnects_total": status.reconnects_total,
+        "last_error": status.last_error,
+        "updated_at": status.updated_at,
         "status_file": str(path),
     }
 

@@ -20,9 +20,9 @@ from typing import Any
 from aiohttp import web
 
 from connectors.binlog.control import PAUSED, RUNNING, control_path, write_control
+from connectors.binlog.status import read_status
 from omshub import __version__
 from omshub.core.errors import OmshubError
-from omshub.core.fileio import read_json
 from omshub.core.settings import Settings
 from omshub.web.collect import connector_view
 
@@ -69,10 +69,9 @@ class ConnectApi:
         if configured is not None and self.settings.start_connector:
             found[configured[0]] = self.run_dir / "connector.status.json"
         for path in sorted(self.run_dir.glob("connector*.status.json")):
-            data = read_json(path) or {}
-            name = data.get("name")
-            if isinstance(name, str):
-                found[name] = path
+            status = read_status(path)
+            if status is not None:
+                found[status.name] = path
         return found
 
     def config_of(self, name: str) -> dict[str, str]:
@@ -86,11 +85,11 @@ class ConnectApi:
         return masked
 
     def status_of(self, name: str, path: Path) -> dict[str, Any]:
-        data = read_json(path)
-        if data is None:
+        status = read_status(path)
+        if status is None:
             state, trace = "UNASSIGNED", None
         else:
-            view = connector_view(data, path, time.time())
+            view = connector_view(status, path, time.time())
             state = view["state"]
             trace = view["last_error"] if state == "FAILED" else None
         part: dict[str, Any] = {"state": state, "worker_id": self.worker_id}
@@ -269,8 +268,8 @@ class ConnectApi:
         return web.Response(status=204)
 
     def _do_restart(self, name: str, path: Path) -> None:
-        data = read_json(path) or {}
-        view = connector_view(data, path, time.time()) if data else None
+        status = read_status(path)
+        view = connector_view(status, path, time.time()) if status is not None else None
         if view is not None and view["alive"]:
             write_control(control_path(path), restart=True)
             log.info("connector restart requested", extra={"connector": name})

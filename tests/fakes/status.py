@@ -10,8 +10,8 @@ from typing import Any
 
 import orjson
 
-from omshub.core.fileio import write_bytes_atomic, write_json_atomic
-from schemas.status import WorkerStatus
+from omshub.core.fileio import write_bytes_atomic
+from schemas.status import ConnectorStatus, WorkerStatus
 
 TP = tuple[str, int]
 
@@ -46,6 +46,7 @@ def connector_status(
         "state": state,
         "phase": "streaming",
         "pid": os.getpid() if pid is None else pid,
+        "started_at": time.time() - 60,
         "binlog_file": "mysql-bin.000003",
         "binlog_pos": 4711,
         "committed_file": "mysql-bin.000003",
@@ -60,7 +61,7 @@ def connector_status(
     }
     data.update(extra)
     path = run_dir / "connector.status.json"
-    write_json_atomic(path, data)
+    write_bytes_atomic(path, ConnectorStatus.model_validate(data).to_json())
     return path
 
 

@@ -124,8 +124,9 @@ def test_write_then_read_round_trip(tmp_path: Path) -> None:
     metrics.last_error = "broker said no: ünïcode"
     metrics.sample_rate(1.0)
     write_status(path, metrics)
-    data = read_status(path)
-    assert data is not None
+    status = read_status(path)
+    assert status is not None
+    data = status.as_json()
     expected = metrics.to_json()
     del data["updated_at"], expected["updated_at"]
     assert data == expected
@@ -140,7 +141,7 @@ def test_rewrite_replaces_the_file(tmp_path: Path) -> None:
         write_status(path, metrics)
     status = read_status(path)
     assert status is not None
-    assert status["events_total"] == 3
+    assert status.events_total == 3
     assert [p.name for p in tmp_path.iterdir()] == ["status.json"]
 
 

@@ -128,7 +128,7 @@ def wait_for(condition: Callable[[], bool], timeout_s: float = 2.0) -> bool:
 
 def status_state(paths: Paths) -> str | None:
     data = read_status(paths.status)
-    return None if data is None else data.get("state")
+    return None if data is None else data.state
 
 
 # --- _wait_while_paused -----------------------------------------------------------------------
@@ -152,7 +152,7 @@ def test_holds_while_paused_and_returns_on_resume(
     thread = start(threads, connector, connector._wait_while_paused)
     assert wait_for(lambda: status_state(paths) == "PAUSED")
     data = read_status(paths.status)
-    assert data is not None and data["phase"] == "paused"
+    assert data is not None and data.phase == "paused"
     time.sleep(0.3)  # a couple of polls later it still holds
     assert thread.is_alive()
     write_control(paths.control, state=RUNNING)
@@ -211,7 +211,7 @@ def test_status_keeps_being_refreshed_while_paused(
     assert first is not None
     # the web server tells a live paused connector from a dead one by updated_at
     assert wait_for(
-        lambda: (read_status(paths.status) or {}).get("updated_at", 0) > first["updated_at"],
+        lambda: getattr(read_status(paths.status), "updated_at", 0) > first.updated_at,
         timeout_s=2.5,
     )
 

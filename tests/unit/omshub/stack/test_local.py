@@ -33,7 +33,7 @@ from omshub.stack.components import (
 from omshub.stack.local import LocalStack, default_components
 from omshub.stack.mariadb import mariadb_paths
 from omshub.stack.services import connector_status_path, worker_component
-from schemas.status import WorkerStatus, worker_status_path
+from schemas.status import ConnectorStatus, WorkerStatus, worker_status_path
 
 
 @pytest.fixture
@@ -419,9 +419,21 @@ def test_connector_health_reads_its_status_file(tmp_path: Path) -> None:
         spec.healthy()
     status_file.parent.mkdir(parents=True)
     status_file.write_text(json.dumps({"state": "FAILED", "error": "binlog purged"}))
+    with pytest.raises(StackError, match=r"malformed.*name"):
+        spec.healthy()
+
+    def written(state: str, **extra: object) -> None:
+        now = time.time()
+        status = ConnectorStatus(
+            name="oms", state=state, phase="streaming", pid=os.getpid(), started_at=now,
+            updated_at=now, **extra,
+        )  # fmt: skip
+        status_file.write_bytes(status.to_json())
+
+    written("FAILED", last_error="binlog purged")
     with pytest.raises(StackError, match="FAILED: binlog purged"):
         spec.healthy()
-    status_file.write_text(json.dumps({"state": "RUNNING"}))
+    written("RUNNING")
     assert spec.healthy()
     old = time.time() - 60
     os.utime(status_file, (old, old))
