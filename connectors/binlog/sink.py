@@ -1,14 +1,34 @@
-"""The Kafka sink of the embedded connector (confluent-kafka, idempotent producer)."""
+"""Where the embedded connector's records go: the protocol, and its Kafka implementation
+(confluent-kafka, idempotent producer). Unit tests swap in sinks of their own."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from confluent_kafka import Producer
 
 from connectors.binlog.config import ConnectorConfig
 from omshub.core.kafka import Kafka, producer_config
+
+
+class Sink(Protocol):
+    def produce(
+        self,
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        on_delivery: Callable[[Any, Any], None],
+        partition: int | None = None,
+    ) -> None: ...
+
+    def poll(self, timeout: float) -> int: ...
+
+    def flush(self, timeout: float) -> int: ...
+
+    def ensure_topic(self, topic: str) -> None: ...
+
+    def close(self) -> None: ...
 
 
 class KafkaSink:

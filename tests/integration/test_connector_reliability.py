@@ -250,7 +250,7 @@ def test_resnapshot_while_streaming(scratch_db, start_connector, reader, stack_s
         snap_ids = {int(e.row["id"]) for e in r.changes() if e.op.value == "r"}
         updated = {int(e.row["id"]) for e in r.changes() if e.op.value == "u"}
         return snap_ids | (updated & set(range(1, 2001))) >= set(range(1, 2001)) and (
-            running.connector._incremental is None
+            running.connector.offset_context.incremental is None
         )
 
     r.wait_for(done, timeout=90, what="the incremental snapshot to cover ids 1-2000")

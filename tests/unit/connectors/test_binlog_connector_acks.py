@@ -1,8 +1,9 @@
-"""Unit tests for connectors.binlog.connector that need no database and no broker.
+"""Unit tests for the binlog connector's acks and record builders: no database, no broker.
 
-AckTracker decides which offset may be committed: only one before which every record was
-acknowledged by the broker, never past a record the broker rejected. The record builders
-(_key, _envelope, _source) must produce Debezium's field order exactly, as in the fixtures.
+AckTracker (connectors.binlog.acks) decides which offset may be committed: only one before which
+every record was acknowledged by the broker, never past a record the broker rejected. The record
+builders of connectors.binlog.envelope (record_key, record_value, SourceInfo.struct) must produce
+Debezium's field order exactly, as in the fixtures.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ from typing import Any
 import orjson
 import pytest
 
+from connectors.binlog.acks import AckTracker
 from connectors.binlog.config import parse_config
-from connectors.binlog.connector import AckTracker, BinlogConnector, _with_flags
+from connectors.binlog.connector import BinlogConnector
+from connectors.binlog.envelope import record_key, record_value
 from connectors.binlog.offsets import FileOffsetStore, Offset
+from connectors.binlog.snapshot import _with_flags
 from omshub.core.errors import DeliveryFailedError, SourceUnavailableError
 from omshub.core.settings import MySQLParams
 from tests.fixtures import DEBEZIUM_FIXTURES
@@ -133,7 +137,7 @@ def test_committable_never_moves_past_a_failed_record() -> None:
     with pytest.raises(DeliveryFailedError):
         tracker.advance()
     assert tracker.committable == off(200, 0)
-    # Asking again (the connector does, from _resume_point) must not walk over the failure.
+    # Asking again (the connector does, from resume_point) must not walk over the failure.
     for _ in range(2):
         try:
             result = tracker.advance()
@@ -199,25 +203,25 @@ class FlushedSink:
 def test_resume_point_after_failed_delivery_redelivers_the_failed_record(
     connector: BinlogConnector,
 ) -> None:
-    # The stream loop's _tick -> _commit -> advance raised DeliveryFailedError; _stream's
-    # finally block then sets self._resume = self._resume_point(tracker), and the reconnect
-    # starts from there. The rejected record must be read and sent again.
-    connector._resume = Offset(file="mysql-bin.000003", pos=100)  # where this run started
-    tracker = connector._tracker
+    # The stream loop's _tick -> commit -> advance raised DeliveryFailedError; the finally block
+    # of BinlogStreaming.stream then sets offsets.resume = offsets.resume_point(sink), and the
+    # reconnect starts from there. The rejected record must be read and sent again.
+    connector.offset_context.resume = Offset(file="mysql-bin.000003", pos=100)  # this run's start
+    tracker = connector.offset_context.tracker
     good = tracker.track(off(200, 0))
     bad = tracker.track(off(200, 1))
     later = tracker.track(off(300, 0))
-    connector._emitted = off(300, 0)
-    connector._last_saved = off(200, 0)
+    connector.offset_context.emitted = off(300, 0)
+    connector.offset_context.last_saved = off(200, 0)
     connector._sink = FlushedSink()
     good(None, None)
     bad("broker error", None)
     later(None, None)
     with pytest.raises(DeliveryFailedError):
-        connector._commit()
+        connector.offset_context.commit()
     with contextlib.suppress(DeliveryFailedError):  # if raised, this run's start stays
-        connector._resume = connector._resume_point(tracker)
-    resume = connector._resume
+        connector.offset_context.resume = connector.offset_context.resume_point(connector._sink)
+    resume = connector.offset_context.resume
     assert resume is not None
     assert resume.file == "mysql-bin.000003"
     assert resume.pos <= 100
@@ -271,9 +275,9 @@ def connector(tmp_path: Path) -> BinlogConnector:
 
 def test_key_in_key_column_order() -> None:
     row = {"id": 1002, "order_no": "SO202603020001", "status": "RETRY"}
-    key = BinlogConnector._key(("order_no",), row)
+    key = record_key(("order_no",), row)
     assert key == b'{"order_no":"SO202603020001"}'
-    compound = BinlogConnector._key(("status", "id"), row)
+    compound = record_key(("status", "id"), row)
     assert compound is not None
     assert list(orjson.loads(compound)) == ["status", "id"]
     assert orjson.loads(compound) == {"status": "RETRY", "id": 1002}
@@ -281,26 +285,26 @@ def test_key_in_key_column_order() -> None:
 
 def test_key_matches_fixture() -> None:
     update = fixture("update.json")
-    key = BinlogConnector._key(("id",), update["value"]["after"])
+    key = record_key(("id",), update["value"]["after"])
     assert key == orjson.dumps(update["key"])
 
 
 def test_key_none_without_key_columns_or_row() -> None:
-    assert BinlogConnector._key((), {"id": 1}) is None
-    assert BinlogConnector._key(("id",), None) is None
+    assert record_key((), {"id": 1}) is None
+    assert record_key(("id",), None) is None
 
 
 def test_key_missing_column_is_null() -> None:
-    assert BinlogConnector._key(("id", "x"), {"id": 1}) == b'{"id":1,"x":null}'
+    assert record_key(("id", "x"), {"id": 1}) == b'{"id":1,"x":null}'
 
 
 def test_envelope_field_order_matches_fixture(connector: BinlogConnector) -> None:
     update = fixture("update.json")["value"]
-    source = connector._source(
+    source = connector.source_info.struct(
         1772446531000, "false", "oms", "oms_order_push", 1, None, "mysql-bin.000003", 2322, 0, 57
     )
     now_ns = 1772446531502967120
-    raw = BinlogConnector._envelope(update["before"], update["after"], source, "u", now_ns)
+    raw = record_value(update["before"], update["after"], source, "u", now_ns)
     value = orjson.loads(raw)
     assert list(value.keys()) == list(update.keys())
     assert value["ts_ms"] == 1772446531502
@@ -316,23 +320,21 @@ def test_envelope_field_order_matches_fixture(connector: BinlogConnector) -> Non
 @pytest.mark.parametrize("name", ["create.json", "delete.json", "snapshot_read.json"])
 def test_envelope_order_for_other_ops(connector: BinlogConnector, name: str) -> None:
     expected = fixture(name)["value"]
-    source = connector._source(1, "false", "oms", "t", 1, None, "f", 4, 0, None)
-    raw = BinlogConnector._envelope(
-        expected["before"], expected["after"], source, expected["op"], 1_000_000_000
-    )
+    source = connector.source_info.struct(1, "false", "oms", "t", 1, None, "f", 4, 0, None)
+    raw = record_value(expected["before"], expected["after"], source, expected["op"], 1_000_000_000)
     assert list(orjson.loads(raw).keys()) == list(expected.keys())
 
 
 def test_envelope_is_compact_json(connector: BinlogConnector) -> None:
-    source = connector._source(1, "false", "oms", "t", 1, None, "f", 4, 0, None)
-    raw = BinlogConnector._envelope(None, {"a": 1}, source, "c", 5_000_000)
+    source = connector.source_info.struct(1, "false", "oms", "t", 1, None, "f", 4, 0, None)
+    raw = record_value(None, {"a": 1}, source, "c", 5_000_000)
     assert b" " not in raw
     assert b"\n" not in raw
 
 
 def test_source_key_order_and_values_match_fixture(connector: BinlogConnector) -> None:
     expected = fixture("update.json")["value"]["source"]
-    source = connector._source(
+    source = connector.source_info.struct(
         1772446531000, "false", "oms", "oms_order_push", 1, None, "mysql-bin.000003", 2322, 0, 57
     )
     assert list(source.keys()) == list(expected.keys())
@@ -344,7 +346,7 @@ def test_source_key_order_and_values_match_fixture(connector: BinlogConnector) -
 
 def test_source_of_schema_change_matches_fixture(connector: BinlogConnector) -> None:
     expected = fixture("schema_change.json")["value"]["source"]
-    source = connector._source(
+    source = connector.source_info.struct(
         1772447412000, "false", "oms", "oms_order_push", 1, None, "mysql-bin.000003", 3412, 0, None
     )
     assert list(source.keys()) == list(expected.keys())
@@ -355,7 +357,7 @@ def test_source_of_schema_change_matches_fixture(connector: BinlogConnector) -> 
 
 def test_source_snapshot_marker(connector: BinlogConnector) -> None:
     expected = fixture("snapshot_read.json")["value"]["source"]
-    source = connector._source(
+    source = connector.source_info.struct(
         expected["ts_ms"],
         expected["snapshot"],
         expected["db"],

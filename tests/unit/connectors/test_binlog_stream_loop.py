@@ -1,4 +1,4 @@
-"""Unit tests of the binlog streaming loop (``BinlogConnector._stream``) without a database.
+"""Unit tests of the binlog streaming loop (``BinlogStreaming.stream``) without a database.
 
 The loop is fed real python-mysql-replication event objects built by hand (no bytes parsed) and
 writes into an in-memory sink that can acknowledge, hold or fail each record. The tests check the
@@ -279,6 +279,9 @@ class LoopConnector(BinlogConnector):
         self.meta_calls: list[tuple[str, str]] = []
         self.metas = {}
         self._next_check = math.inf  # no periodic commit unless a test turns the clock on
+        self.streaming.open_reader = self._open_reader  # type: ignore[method-assign]
+        self.database.meta = self._meta  # type: ignore[method-assign]
+        self.database.cursor = self._cursor  # type: ignore[method-assign]
 
     def _open_reader(self, file: str, pos: int) -> Any:
         self.opened.append((file, pos))
@@ -295,10 +298,11 @@ class LoopConnector(BinlogConnector):
 
     def stream(self, events: Iterable[Any], start: Offset | None = None) -> None:
         self.events = events
-        self._stream(start or Offset(file=FILE, pos=4))
+        assert self._sink is not None
+        self.streaming.stream(start or Offset(file=FILE, pos=4), self._sink)
 
     def saved(self) -> Offset | None:
-        return self.offsets.load(self.config.name)
+        return self.offset_context.store.load(self.config.name)
 
 
 Make = Callable[..., LoopConnector]
@@ -316,7 +320,7 @@ def make(tmp_path: Path) -> Make:
             lambda: sink,
             FileOffsetStore(tmp_path / "o"),
         )
-        connector._tables = [("oms", "push"), ("oms", "inv")]
+        connector.database.tables = [("oms", "push"), ("oms", "inv")]
         connector._sink = sink
         return connector
 
@@ -408,7 +412,7 @@ def test_transaction_produces_create_update_delete_and_tombstone(
 
     assert connector.metrics.events_total == 4
     assert connector.metrics.errors_total == 0
-    connector._commit(force=True)
+    connector.offset_context.commit(force=True)
     saved = connector.saved()
     assert saved is not None
     assert (saved.file, saved.pos, saved.event_pos, saved.row, saved.gtid) == (
@@ -418,7 +422,9 @@ def test_transaction_produces_create_update_delete_and_tombstone(
         -1,
         GTID,
     )
-    assert connector._resume == Offset(file=FILE, pos=1591, event_pos=0, row=-1, gtid=GTID)
+    assert connector.offset_context.resume == Offset(
+        file=FILE, pos=1591, event_pos=0, row=-1, gtid=GTID
+    )
 
 
 def test_tombstones_can_be_turned_off(tmp_path: Path) -> None:
@@ -427,7 +433,7 @@ def test_tombstones_can_be_turned_off(tmp_path: Path) -> None:
     connector = LoopConnector(
         config, MySQLParams("h", 1, "u", "p", "oms"), lambda: sink, FileOffsetStore(tmp_path / "o")
     )
-    connector._tables = [("oms", "push")]
+    connector.database.tables = [("oms", "push")]
     connector._sink = sink
     connector.stream([gtid(1000), delete(1150, push_row(1), push_row(2)), xid(1250)])
     assert [(r.k, r.v and r.v["op"]) for r in sink.records] == [
@@ -456,11 +462,11 @@ def test_commit_mid_transaction_saves_txn_start_event_and_row(make: Make) -> Non
     assert len(sink.records) == 5
     assert connector.saved() is None
 
-    connector._commit()
+    connector.offset_context.commit()
     assert connector.saved() is None  # nothing acknowledged yet
 
     sink.ack(2)
-    connector._commit()
+    connector.offset_context.commit()
     saved = connector.saved()
     assert saved is not None
     assert (saved.file, saved.pos, saved.event_pos, saved.row, saved.gtid) == (
@@ -476,7 +482,7 @@ def test_resume_mid_transaction_skips_delivered_rows(make: Make) -> None:
     first = make(MemorySink(auto_ack=False, stuck=True))
     first.stream(four_rows_then_more())
     sink_of(first).ack(2)
-    first._commit()
+    first.offset_context.commit()
     saved = first.saved()
     assert saved is not None
 
@@ -485,7 +491,7 @@ def test_resume_mid_transaction_skips_delivered_rows(make: Make) -> None:
     assert second.opened == [(FILE, 1000)]
     sent = [(r.v["op"], r.v["after"]["id"], r.v["source"]["row"]) for r in sink_of(second).records]
     assert sent == [("c", 2, 2), ("c", 3, 3), ("u", 9, 0)]  # rows 0 and 1 were delivered
-    second._commit(force=True)
+    second.offset_context.commit(force=True)
     done = second.saved()
     assert done is not None
     assert (done.pos, done.event_pos, done.row) == (1451, 0, -1)
@@ -502,7 +508,7 @@ def test_resume_mid_transaction_survives_the_servers_initial_rotate_event(
     first = make(MemorySink(auto_ack=False, stuck=True))
     first.stream(four_rows_then_more())
     sink_of(first).ack(2)
-    first._commit()
+    first.offset_context.commit()
     saved = first.saved()
     assert saved is not None and saved.event_pos == 1150 and saved.row == 1
 
@@ -511,11 +517,13 @@ def test_resume_mid_transaction_survives_the_servers_initial_rotate_event(
     second.stream([rotate(FILE, 1000, fake=True), *four_rows_then_more()], start=saved)
     sent = [(r.v["after"]["id"], r.v["source"]["row"]) for r in sink_of(second).records]
     assert sent == [(2, 2), (3, 3), (9, 0)]
-    second._commit()  # nothing of this run is acknowledged yet
+    second.offset_context.commit()  # nothing of this run is acknowledged yet
     after = second.saved()
     assert after is not None
     assert after.skips(FILE, 1150, 1), f"delivered rows would be re-sent from {after}"
-    assert second._resume is not None and second._resume.skips(FILE, 1150, 1)
+    assert second.offset_context.resume is not None and second.offset_context.resume.skips(
+        FILE, 1150, 1
+    )
 
 
 # --- 3. delete + tombstone --------------------------------------------------------------------
@@ -540,7 +548,7 @@ def test_unacknowledged_tombstone_resends_the_delete(
     first.stream(two_deletes())
     assert [r.value is None for r in sink_of(first).records] == [False, True, False, True]
     sink_of(first).ack(acked)
-    first._commit()
+    first.offset_context.commit()
     saved = first.saved() or Offset(file=FILE, pos=4)
 
     second = make()
@@ -585,7 +593,7 @@ def test_unconvertible_row_goes_to_the_error_topic_and_the_stream_goes_on(make: 
     assert isinstance(error["ts_ms"], int)
     assert connector.metrics.errors_total == 1
     assert "oms.push" in (connector.metrics.last_error or "")
-    connector._commit(force=True)
+    connector.offset_context.commit(force=True)
     saved = connector.saved()
     assert saved is not None and (saved.pos, saved.event_pos) == (1531, 0)
 
@@ -627,9 +635,9 @@ def test_tables_not_included_produce_nothing(make: Make) -> None:
     assert [(r.topic, r.v["after"]["id"]) for r in sink.records] == [(PUSH_TOPIC, 2)]
     assert "t.oms.other" not in sink.topics
     assert "t.shop.push" not in sink.topics
-    assert connector._routes[11].topic is None
+    assert connector.streaming._routes[11].topic is None
     assert connector.metrics.errors_total == 0
-    connector._commit(force=True)
+    connector.offset_context.commit(force=True)
     saved = connector.saved()
     assert saved is not None and saved.pos == 1731
 
@@ -666,7 +674,9 @@ def test_stop_ends_the_loop_after_the_current_event(make: Make) -> None:
     connector.stream(feed())
     assert [r.v["op"] for r in sink_of(connector).records] == ["c", "c", "u"]
     assert connector.readers[0].closed
-    assert connector._resume == Offset(file=FILE, pos=1000, event_pos=1300, row=0, gtid=GTID)
+    assert connector.offset_context.resume == Offset(
+        file=FILE, pos=1000, event_pos=1300, row=0, gtid=GTID
+    )
 
 
 # --- 6. DDL -----------------------------------------------------------------------------------
@@ -762,7 +772,7 @@ def test_alter_table_emits_schema_change_and_new_layout(make: Make, new_table_id
     assert "x" not in before
     assert after["x"] == 7  # the route cache was cleared: the new layout is used
     assert after["amount"] == "299.00"
-    connector._commit(force=True)
+    connector.offset_context.commit(force=True)
     saved = connector.saved()
     assert saved is not None and (saved.pos, saved.gtid) == (1631, "0-1-44")
 
@@ -784,7 +794,7 @@ def test_ddl_offsets_and_other_statements(make: Make) -> None:
     value = sink.records[0].v
     assert value["tableChanges"] == [{"type": "DROP", "id": '"oms"."inv"', "table": None}]
     assert connector.meta_calls == []  # DROP needs no metadata, uncaptured tables none
-    connector._commit(force=True)
+    connector.offset_context.commit(force=True)
     saved = connector.saved()
     assert saved is not None
     assert (saved.pos, saved.event_pos, saved.row, saved.gtid) == (1360, 0, -1, "0-1-44")
@@ -808,7 +818,7 @@ def test_schema_changes_as_debezium_writes_them(make: Make) -> None:
     assert drop.partition == 0
     assert drop.v["ddl"] == "DROP TABLE `oms`.`inv`"
     assert drop.v["source"]["pos"] == 1160
-    connector._commit(force=True)
+    connector.offset_context.commit(force=True)
     saved = connector.saved()
     assert saved is not None and saved.gtid == "0-1-43"  # TRUNCATE still moved the offset
 
@@ -816,7 +826,7 @@ def test_schema_changes_as_debezium_writes_them(make: Make) -> None:
 def test_heartbeats_go_to_partition_zero(make: Make) -> None:
     connector = make()
     sink = sink_of(connector)
-    connector._heartbeat(sink)
+    connector.dispatcher.heartbeat(sink)
     (beat,) = sink.records
     assert (beat.topic, beat.partition, beat.k) == (
         "__debezium-heartbeat.t",
@@ -857,7 +867,7 @@ def test_rotate_switches_the_file_of_records_and_offsets(make: Make) -> None:
         ("mysql-bin.000002", 400, 0),
         ("mysql-bin.000002", 400, 1),
     ]
-    connector._commit(force=True)
+    connector.offset_context.commit(force=True)
     saved = connector.saved()
     assert saved is not None and (saved.file, saved.pos, saved.event_pos) == (
         "mysql-bin.000002",
@@ -917,23 +927,25 @@ def test_failed_delivery_stops_commits_at_the_record(make: Make) -> None:
 
     def feed() -> Iterator[Any]:
         yield from t1
-        connector._commit()  # T1 acknowledged and committed
+        connector.offset_context.commit()  # T1 acknowledged and committed
         yield from t2
 
     connector.stream(feed())
     assert len(sink_of(connector).records) == 4
     committed_t1 = Offset(file=FILE, pos=1281, event_pos=0, row=-1, gtid=GTID)
-    assert connector._emitted == (FILE, 1531, 0, -1, "0-1-43")  # produced all of T2...
-    assert connector._resume == committed_t1  # ...but resumes from the last saved offset
+    # produced all of T2...
+    assert connector.offset_context.emitted == (FILE, 1531, 0, -1, "0-1-43")
+    # ...but resumes from the last saved offset
+    assert connector.offset_context.resume == committed_t1
     with pytest.raises(DeliveryFailedError, match="boom"):
-        connector._commit()
+        connector.offset_context.commit()
     with pytest.raises(DeliveryFailedError):
-        connector._commit(force=True)
+        connector.offset_context.commit(force=True)
     saved = connector.saved()
     assert saved is not None
     assert (saved.pos, saved.event_pos, saved.row) == (1281, 0, -1)
     assert not saved.skips(FILE, 1400, 1)
-    assert connector._resume_point(connector._tracker) == committed_t1
+    assert connector.offset_context.resume_point(connector._sink) == committed_t1
 
 
 def test_failed_delivery_ends_the_stream_when_the_loop_commits(
@@ -944,7 +956,7 @@ def test_failed_delivery_ends_the_stream_when_the_loop_commits(
     with pytest.raises(DeliveryFailedError, match="boom"):
         connector.stream(two_transactions())
     assert connector.readers[0].closed
-    resume = connector._resume
+    resume = connector.offset_context.resume
     assert resume is not None
     assert not resume.skips(FILE, 1400, 1)  # the rejected record is read and sent again
     saved = connector.saved()
@@ -960,7 +972,9 @@ def test_resume_point_is_what_was_emitted_when_all_is_delivered(make: Make) -> N
     connector = make()
     events = two_transactions()[:-1]  # the stream ends inside T2 (connection lost)
     connector.stream(events)
-    assert connector._resume == Offset(file=FILE, pos=1281, event_pos=1400, row=2, gtid="0-1-43")
+    assert connector.offset_context.resume == Offset(
+        file=FILE, pos=1281, event_pos=1400, row=2, gtid="0-1-43"
+    )
 
 
 # --- 9. signals -------------------------------------------------------------------------------
@@ -991,8 +1005,8 @@ def test_signal_rows_are_written_to_the_signal_tables_topic(make: Make) -> None:
     assert "t.oms.omshub_signal" in sink.topics
     assert sink.records[0].k == {"id": "s1"}
     assert sink.records[0].v["after"] == {"id": "s1", "type": "log", "data": "hello"}
-    assert connector._routes[30].signal
-    assert connector._routes[30].topic == "t.oms.omshub_signal"
+    assert connector.streaming._routes[30].signal
+    assert connector.streaming._routes[30].topic == "t.oms.omshub_signal"
 
 
 @pytest.mark.parametrize(
@@ -1032,9 +1046,9 @@ def test_bad_execute_snapshot_signal_is_an_error_record(make: Make, data: Any) -
     assert error["table"] == "sig-1"
     assert "execute-snapshot" in error["error"]
     assert connector.metrics.errors_total == 1
-    assert connector._incremental is None
+    assert connector.offset_context.incremental is None
     assert [r.v["after"]["id"] for r in sink.on(PUSH_TOPIC)] == [1]  # the stream went on
-    connector._commit(force=True)
+    connector.offset_context.commit(force=True)
     saved = connector.saved()
     assert saved is not None and saved.pos == 1431
 

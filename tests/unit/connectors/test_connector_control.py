@@ -281,12 +281,12 @@ def test_tick_does_not_interrupt_a_snapshot(
     make: Callable[[], BinlogConnector], sink: NullSink, paths: Paths
 ) -> None:
     connector = make()
-    connector._snapshotting = True
+    connector.offset_context.snapshot_running = True
     write_control(paths.control, state=PAUSED, restart=True)
     connector._tick(sink)
     _due(connector)
     connector._tick(sink)
-    connector._snapshotting = False
+    connector.offset_context.snapshot_running = False
     _due(connector)
     with pytest.raises(_ControlRequested):
         connector._tick(sink)
