@@ -25,6 +25,7 @@ from omshub.core.errors import ContractError
 from processors.router import task_from_row
 from processors.writeback import Database
 from schemas.pushes import KNOWN_PUSH_TYPES
+from schemas.tasks import PushTask
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,9 @@ class SweepResult:
     retries_due: int = 0
     stale_pending: list[Any] = field(default_factory=list)
     unknown_type_failed: int = 0
+    failed_unknown: list[tuple[PushTask, str]] = field(default_factory=list)
+    """The rows this sweep failed for an unknown type, with the error it wrote: their DLQ records
+    are the caller's to send (the router's own rejection finds them FAILED and sends nothing)."""
     skipped_locked: bool = False
     skipped_in_flight: int = 0
 
@@ -47,6 +51,23 @@ class Sweeper:
         self.pending_after_s = pending_after_s
         self.batch = batch
         self.totals = {"retries_due": 0, "stale_pending": 0, "runs": 0}
+
+    @staticmethod
+    def _failed_unknown(
+        cur: Any, rows: list[dict[str, Any]], unknown: list[int]
+    ) -> list[tuple[PushTask, str]]:
+        """The unknown-type rows this sweep's UPDATE failed (not those that finished meanwhile)."""
+        cur.execute(
+            "SELECT id, last_error FROM oms_order_push WHERE id IN %s AND status = 'FAILED'",
+            (unknown,),
+        )
+        errors = {int(i): str(e) for i, e in cur.fetchall()}
+        source = {"sweeper": True, "reason": "unknown push_type"}
+        return [
+            (task_from_row({**r, "created_at": None}, source), errors[r["id"]])
+            for r in rows
+            if r["id"] in errors and errors[r["id"]].startswith("unknown push_type")
+        ]
 
     def run_once(self, in_flight: Collection[int] = ()) -> SweepResult:
         """One sweep (blocking; run it in a thread).
@@ -97,6 +118,8 @@ class Sweeper:
                                 (unknown,),
                             )
                         conn.commit()
+                        if result.unknown_type_failed:
+                            result.failed_unknown = self._failed_unknown(cur, rows, unknown)
                     for row in rows:
                         if row["push_type"] in KNOWN_PUSH_TYPES:
                             created = row.get("created_at")

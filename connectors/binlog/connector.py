@@ -163,6 +163,7 @@ class BinlogConnector:
                 self._wait_while_paused()
                 if self.stopping:
                     break
+                events_before = self.metrics.events_total
                 try:
                     self._run_once()
                     return
@@ -178,6 +179,8 @@ class BinlogConnector:
                     self._set_state("RECONNECTING", "reconnecting", error=str(exc))
                     self.metrics.reconnects_total += 1
                     self._close_io(flush=not isinstance(exc, DeliveryFailedError))
+                    if self.metrics.events_total > events_before:
+                        attempts = 0  # it streamed since the last outage: a new outage, short wait
                     delay = self._backoff.delay_s(attempts)
                     attempts += 1
                     log.warning(

@@ -10,6 +10,8 @@ import asyncio
 import logging
 
 from processors.runtime import Runtime
+from processors.writeback import dlq_record
+from schemas.tasks import Outcome
 
 log = logging.getLogger(__name__)
 
@@ -20,6 +22,11 @@ async def sweep(rt: Runtime) -> None:
     result = await loop.run_in_executor(rt.executor, rt.sweeper.run_once, in_flight)
     for task in result.stale_pending:
         await rt.enqueue([task])
+    for task, error in result.failed_unknown:
+        try:
+            await rt.links.dlq(task.order_no.encode(), dlq_record(task, Outcome.failed(error, 1)))
+        except Exception as exc:  # noqa: BLE001 - the FAILED row keeps the error
+            log.error("DLQ record not sent", extra={"push_id": task.id, "error": str(exc)})
     rt.counters["swept_retries"] += result.retries_due
     rt.counters["swept_pending"] += len(result.stale_pending)
     if result.skipped_locked:

@@ -115,3 +115,23 @@ async def test_sellable_stock_survives_bad_records(tmp_path: Path) -> None:
     assert [u.sku_code for u in stock.added] == ["SKU-1"]
     assert stock.added[0].sellable == 7
     assert rt.counters["stock_errors"] == 2
+
+
+async def test_the_sweeper_timer_dead_letters_the_unknown_types_it_failed(tmp_path: Path) -> None:
+    from processors.agents.sweep import sweep
+    from processors.sweeper import SweepResult
+    from schemas.dlq import DlqRecord
+    from schemas.tasks import PushTask
+
+    task = PushTask(
+        id=9, order_no="SO9", push_type="NOPE", payload="{}", idempotency_key="SO9:NOPE"
+    )
+    result = SweepResult(skipped_locked=True, failed_unknown=[(task, "unknown push_type 'NOPE'")])
+    rt = fake_runtime(
+        Settings(home=tmp_path), sweeper=SimpleNamespace(run_once=lambda in_flight: result)
+    )
+    await sweep(rt)
+    ((key, value),) = rt.links.dlq.records  # type: ignore[attr-defined]
+    record = DlqRecord.decode(value)
+    assert key == b"SO9" and record.push_id == 9 and record.push_type == "NOPE"
+    assert record.error == "unknown push_type 'NOPE'" and record.attempts == 1

@@ -97,6 +97,15 @@ class SweepCursor(PushTableCursor):
                     changed += db._update([i], "PENDING", status="FAILED", attempts=1)
                     row["last_error"] = message
             return changed
+        if sql.startswith("SELECT id, last_error FROM oms_order_push WHERE id IN %s"):
+            db.statements.append((sql, args))
+            assert "status = 'FAILED'" in sql
+            self.result = [
+                (i, db.rows[i]["last_error"])
+                for i in args[0]
+                if i in db.rows and db.rows[i]["status"] == "FAILED"
+            ]
+            return len(self.result)
         return super().execute(sql, args)
 
 
@@ -330,6 +339,10 @@ def test_an_unknown_push_type_is_failed_not_handed_back(push_type):
     assert failed["status"] == "FAILED" and failed["attempts"] == 1
     assert failed["last_error"] == f"unknown push_type '{push_type}'"
     assert db.status(2) == "PENDING"
+    # the caller sends its DLQ record: the router's later rejection finds the row FAILED
+    ((task, error),) = result.failed_unknown
+    assert task.id == 1 and task.push_type == push_type
+    assert error == f"unknown push_type '{push_type}'"
 
 
 def test_an_unknown_push_type_that_finished_meanwhile_is_not_failed():
@@ -341,6 +354,7 @@ def test_an_unknown_push_type_that_finished_meanwhile_is_not_failed():
     db.before["SET status = 'FAILED'"] = cancelled_meanwhile
     result = sweep.run_once()
     assert result.unknown_type_failed == 0 and db.status(1) == "CANCELLED"
+    assert result.failed_unknown == []
 
 
 # -- database errors -----------------------------------------------------------------------------
