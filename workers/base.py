@@ -52,7 +52,7 @@ from omshub.core.errors import ContractError, OmshubError, PermanentError, Retry
 from schemas.payloads import PayloadModel, parse_payload, payload_body
 from schemas.pushes import PUSH_TYPES, PushType
 from schemas.tasks import FollowUp, Outcome, PushTask, follow_up_key
-from workers.http import HttpSession, translate
+from workers.http import HttpSession, request_target, resend_once, translate
 from workers.policy import RetryPolicy
 from workers.pool import Pool
 
@@ -167,6 +167,7 @@ class Worker:
         self._timeout = aiohttp.ClientTimeout(total=self.pool.timeout_s)
         self._slots = asyncio.Semaphore(self.pool.concurrency)
         self._urls = {t: self.base_url + PUSH_TYPES[t].path for t in self.push_types}
+        self._targets = {t: request_target(url) for t, url in self._urls.items()}
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} {self.base_url} {self.pool}>"
@@ -286,25 +287,35 @@ class Worker:
         }
         data = orjson.dumps(body)
         session = self.session
-        try:
-            async with session.post(
-                url, data=data, headers=headers, timeout=self._timeout, allow_redirects=False
-            ) as response:
-                raw = await response.read()
-                status = response.status
-                retry_after = _retry_after_s(response.headers.get("Retry-After"))
-                location = response.headers.get("Location")
-        except Exception as exc:
-            error = translate(
-                exc,
-                label=self.label,
-                url=url,
-                timeout_s=self.pool.timeout_s,
-                session_closed=getattr(session, "closed", False) is True,
-            )
-            if error is None:
-                raise
-            raise _Failure(error) from None
+        resend = True
+        while True:
+            try:
+                async with session.post(
+                    self._targets[push_type],
+                    data=data,
+                    headers=headers,
+                    timeout=self._timeout,
+                    allow_redirects=False,
+                ) as response:
+                    raw = await response.read()
+                    status = response.status
+                    retry_after = _retry_after_s(response.headers.get("Retry-After"))
+                    location = response.headers.get("Location")
+                break
+            except Exception as exc:
+                if resend and resend_once(exc):
+                    resend = False  # the keep-alive race (workers.http): once, on a new connection
+                    continue
+                error = translate(
+                    exc,
+                    label=self.label,
+                    url=url,
+                    timeout_s=self.pool.timeout_s,
+                    session_closed=getattr(session, "closed", False) is True,
+                )
+                if error is None:
+                    raise
+                raise _Failure(error) from None
         return self._classify(task, status, raw, retry_after, location)
 
     def _classify(

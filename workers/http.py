@@ -21,9 +21,11 @@ decided when the session is made:
   bundle, read when aiohttp is imported), or against an explicit ``ssl_context``.
 
 A request whose connection the server closed or reset before any answer came (the keep-alive race:
-the server dropped an idle connection as it was reused) is sent once more, by a session middleware.
-aiohttp resends only idempotent methods on its own; these POSTs carry an ``Idempotency-Key``, so
-sending one twice is safe, and the race is not the downstream's failure.
+the server dropped an idle connection as it was reused) is sent once more: :func:`resend_once`,
+applied by ``Worker._post`` when an attempt fails (a session middleware would cost every request
+a wrapper; this costs nothing until a request fails). aiohttp resends only idempotent methods on
+its own; these POSTs carry an ``Idempotency-Key``, so sending one twice is safe, and the race is
+not the downstream's failure.
 
 :data:`TRANSLATION` is the one table from the exceptions of a push attempt (aiohttp's, asyncio's,
 the OS's) to omshub's error tree, with the message the row's ``last_error`` shows;
@@ -45,7 +47,7 @@ from omshub.core.errors import DownstreamUnavailableError, OmshubError, Permanen
 from workers.policy import describe_exception
 from workers.pool import Pool
 
-__all__ = ["TRANSLATION", "HttpSession", "env_proxy", "translate"]
+__all__ = ["TRANSLATION", "HttpSession", "env_proxy", "request_target", "resend_once", "translate"]
 
 USER_AGENT: Final = "omshub-worker"
 _NO_AUTO_HEADERS: Final = ("Accept-Encoding",)
@@ -54,19 +56,19 @@ _NOT_RESENT: Final = (aiohttp.ClientConnectorError,)
 """A connection that could not be made was never used: resending cannot be about the race."""
 
 
-async def _resend_once(
-    request: aiohttp.ClientRequest, handler: aiohttp.ClientHandlerType
-) -> aiohttp.ClientResponse:
-    """Send once more when the connection died before the answer (see the module docstring)."""
+def resend_once(exc: BaseException) -> bool:
+    """Whether a failed attempt is the keep-alive race, to be sent once more (see the module
+    docstring): the connection died before the answer, and it was not one that failed to open."""
+    return isinstance(exc, _RESEND_ONCE) and not isinstance(exc, _NOT_RESENT)
+
+
+def request_target(url: str) -> yarl.URL | str:
+    """The URL parsed once for all the requests to it (aiohttp would parse a string each time);
+    a string yarl refuses is left for aiohttp to reject, with its message, when it is used."""
     try:
-        return await handler(request)
-    except _NOT_RESENT:
-        raise
-    except _RESEND_ONCE:
-        return await handler(request)
-
-
-_MIDDLEWARES: Final = (_resend_once,)
+        return yarl.URL(url)
+    except (ValueError, TypeError):
+        return url
 
 
 def env_proxy(url: str) -> yarl.URL | None:
@@ -125,7 +127,6 @@ class HttpSession:
             auto_decompress=True,
             trust_env=False,
             proxy=env_proxy(base_url),
-            middlewares=_MIDDLEWARES,
         )
         self.sessions.append(session)
         return session
