@@ -41,9 +41,8 @@ import zlib
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
-import aiohttp
 import pymysql
 from rich.console import Console
 from rich.table import Table
@@ -303,7 +302,7 @@ class PollingRelay:
     async def run(self) -> None:
         loop = asyncio.get_running_loop()
         session = HttpSession()  # the HTTP client the Faust workers use
-        workers = build_workers(cast(aiohttp.ClientSession, session), self.settings)
+        workers = build_workers(session, self.settings)
         by_type = {t: workers[worker_for(t).name] for t in PushType}
         writeback = WriteBack(
             self.params,

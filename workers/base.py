@@ -10,8 +10,10 @@ happens once, here::
       ├── POST base_url + path                  Idempotency-Key, X-Omshub-Push-Id, JSON body
       │     200 {"status": "accepted", "id"}    → answer
       │     4xx (not 408/429), 3xx              → PermanentError → FAILED
-      │     5xx, 408, 429, timeout, refused,    → RetryableError → RETRY / FAILED "gave up after"
-      │       reset, cut-off answer
+      │     5xx, 408, 429                       → RetryableError → RETRY / FAILED "gave up after"
+      │     timeout, refused, reset, cut-off    → DownstreamUnavailableError (a RetryableError)
+      │       or non-HTTP answer                  (workers.http.TRANSLATION)
+      │     bad URL                             → PermanentError → FAILED
       │     200 not JSON / not accepted / no id → ContractError → FAILED
       ├── follow_ups(task, payload, answer)     hook; push rows to insert (DONE only)
       └── RetryPolicy → Outcome                 (workers.policy, the one place for the rules)
@@ -22,9 +24,10 @@ unexpected exception (a bug in a hook, say) becomes ``FAILED`` with the exceptio
 message, so it is recorded instead of acknowledged and lost. A worker also never has more than
 ``pool.concurrency`` pushes in flight, whoever calls it.
 
-``session`` is an :class:`aiohttp.ClientSession` or anything with the same ``post()`` (as an async
-context manager whose response has ``status``, ``headers.get`` and ``read()``) raising aiohttp's
-exceptions: the Faust app passes :class:`workers.http.HttpSession`, a lean keep-alive client.
+``session`` is a :class:`workers.http.HttpSession` (the Faust app's: the worker takes from it an
+aiohttp session sized and timed for its own pool) or any :class:`aiohttp.ClientSession`. What an
+attempt raises instead of answering (timeouts, refused or reset connections, cut-off or non-HTTP
+answers, bad URLs) becomes an omshub error through one table, :data:`workers.http.TRANSLATION`.
 
 Errors are written for the person reading ``last_error``: ``"WMS answered 422: sku S9 unknown"``,
 ``"TMS did not answer within 5.0 s (timeout)"``, ``"FMS answered 200 with a body that is not JSON:
@@ -49,7 +52,8 @@ from omshub.core.errors import ContractError, OmshubError, PermanentError, Retry
 from schemas.payloads import PayloadModel, parse_payload, payload_body
 from schemas.pushes import PUSH_TYPES, PushType
 from schemas.tasks import FollowUp, Outcome, PushTask, follow_up_key
-from workers.policy import RetryPolicy, describe_exception
+from workers.http import HttpSession, request_target, resend_once, translate
+from workers.policy import RetryPolicy
 from workers.pool import Pool
 
 __all__ = [
@@ -143,22 +147,27 @@ class Worker:
 
     def __init__(
         self,
-        session: aiohttp.ClientSession,
+        session: HttpSession | aiohttp.ClientSession,
         base_url: str,
         pool: Pool | None = None,
         clock: Callable[[], float] = time.time,
         *,
         rng: random.Random | None = None,
     ) -> None:
-        self.session = session
         self.base_url = base_url.rstrip("/")
         self.pool = pool or type(self).pool
+        self.session: aiohttp.ClientSession = (
+            session.for_pool(self.pool, self.base_url)
+            if isinstance(session, HttpSession)
+            else session
+        )
         self.clock = clock
         self.policy = RetryPolicy.from_pool(self.pool, rng)
         self.label = self.system.upper()
         self._timeout = aiohttp.ClientTimeout(total=self.pool.timeout_s)
         self._slots = asyncio.Semaphore(self.pool.concurrency)
         self._urls = {t: self.base_url + PUSH_TYPES[t].path for t in self.push_types}
+        self._targets = {t: request_target(url) for t, url in self._urls.items()}
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self.name} {self.base_url} {self.pool}>"
@@ -277,47 +286,36 @@ class Worker:
             "X-Omshub-Push-Id": str(task.id),
         }
         data = orjson.dumps(body)
-        try:
-            async with self.session.post(
-                url, data=data, headers=headers, timeout=self._timeout, allow_redirects=False
-            ) as response:
-                raw = await response.read()
-                status = response.status
-                retry_after = _retry_after_s(response.headers.get("Retry-After"))
-                location = response.headers.get("Location")
-        except TimeoutError:
-            raise _Failure(
-                RetryableError(
-                    f"{self.label} did not answer within {self.pool.timeout_s} s (timeout) at {url}"
+        session = self.session
+        resend = True
+        while True:
+            try:
+                async with session.post(
+                    self._targets[push_type],
+                    data=data,
+                    headers=headers,
+                    timeout=self._timeout,
+                    allow_redirects=False,
+                ) as response:
+                    raw = await response.read()
+                    status = response.status
+                    retry_after = _retry_after_s(response.headers.get("Retry-After"))
+                    location = response.headers.get("Location")
+                break
+            except Exception as exc:
+                if resend and resend_once(exc):
+                    resend = False  # the keep-alive race (workers.http): once, on a new connection
+                    continue
+                error = translate(
+                    exc,
+                    label=self.label,
+                    url=url,
+                    timeout_s=self.pool.timeout_s,
+                    session_closed=getattr(session, "closed", False) is True,
                 )
-            ) from None
-        except aiohttp.ClientConnectorError as exc:
-            raise _Failure(
-                RetryableError(f"{self.label} unreachable at {url}: {_os_reason(exc)}")
-            ) from None
-        except aiohttp.ServerDisconnectedError:
-            raise _Failure(
-                RetryableError(f"{self.label} closed the connection before answering ({url})")
-            ) from None
-        except aiohttp.ClientPayloadError as exc:
-            raise _Failure(
-                RetryableError(f"{self.label} answer was cut off ({url}): {exc}")
-            ) from None
-        except aiohttp.InvalidURL:
-            raise _Failure(
-                PermanentError(
-                    f"{self.label} URL {url!r} is invalid; check OMSHUB_DOWNSTREAM_URLS / "
-                    "OMSHUB_DOWNSTREAM_BASE_URL"
-                )
-            ) from None
-        except (aiohttp.ClientConnectionError, ConnectionError) as exc:
-            raise _Failure(
-                RetryableError(f"{self.label} connection failed ({url}): {describe_exception(exc)}")
-            ) from None
-        except aiohttp.ClientError as exc:
-            raise _Failure(
-                RetryableError(f"{self.label} request failed ({url}): {describe_exception(exc)}")
-            ) from None
+                if error is None:
+                    raise
+                raise _Failure(error) from None
         return self._classify(task, status, raw, retry_after, location)
 
     def _classify(
@@ -403,13 +401,3 @@ def _rejection_text(raw: bytes) -> str:
         if isinstance(error, str) and error:
             return error
     return _shown(raw)
-
-
-def _os_reason(exc: aiohttp.ClientConnectorError) -> str:
-    """``connection refused`` / ``name not resolved`` / the OS message, short."""
-    os_error = exc.os_error
-    if isinstance(os_error, ConnectionRefusedError):
-        return "connection refused"
-    if isinstance(exc, aiohttp.ClientConnectorDNSError):
-        return f"cannot resolve host ({os_error.strerror or os_error})"
-    return os_error.strerror or str(os_error) or describe_exception(exc)

@@ -20,6 +20,7 @@ from schemas.pushes import PushType
 from workers.base import Worker
 from workers.coupon import CouponWorker
 from workers.fms import FmsSettlementWorker, FmsWorker
+from workers.http import HttpSession
 from workers.notify import RequesterNotifyWorker
 from workers.purchasing import PresaleStockWorker
 from workers.stock import SellableStockWorker
@@ -80,7 +81,7 @@ def worker_for(push_type: PushType | str) -> type[Worker]:
 
 
 def build_workers(
-    session: aiohttp.ClientSession,
+    session: HttpSession | aiohttp.ClientSession,
     settings: Settings,
     *,
     clock: Callable[[], float] = time.time,
@@ -90,8 +91,10 @@ def build_workers(
     and ``settings.downstream_url(system)`` as base URL.
 
     A pool override for a name no worker has is a :class:`ConfigError` (a typo would otherwise be
-    ignored silently). The session's connector should allow :func:`total_concurrency` connections
-    (aiohttp's default limit, 100, would otherwise cap all workers together).
+    ignored silently). With an :class:`~workers.http.HttpSession` each worker gets its own
+    aiohttp session sized for its pool; a plain aiohttp session is shared, and its connector
+    should then allow :func:`total_concurrency` connections (aiohttp's default limit, 100, would
+    otherwise cap all workers together).
     """
     overrides: Mapping[str, Mapping[str, float]] = settings.worker_pools
     names = {cls.name for cls in WORKER_CLASSES}

@@ -9,6 +9,7 @@ import click
 
 from omshub.cli.base import console, ctx_settings, main
 from omshub.core.logs import setup_logging
+from omshub.core.procs import tune_gc
 from omshub.core.settings import Settings
 
 
@@ -34,6 +35,7 @@ def worker(ctx: click.Context, name: str | None) -> None:
     if name:
         settings = settings.model_copy(update={"worker_name": name})
     setup_logging(settings.log_level)
+    tune_gc()
     run_worker(settings)
 
 

@@ -10,6 +10,8 @@ turns any of them into one line on stderr and :func:`exit_code` (never a traceba
     │   │   ├── DeliveryFailedError      the broker did not acknowledge a record
     │   │   └── LookupUnavailableError   the cancel-application table could not be read
     │   ├── InterceptUnavailableError    a warehouse/carrier intercept could not be asked now
+    │   ├── DownstreamUnavailableError   a push got no answer: unreachable, timed out, hung up,
+    │   │                                answer cut off or not HTTP
     │   └── GroupActiveError             a consumer group's offsets cannot move while it has members
     ├── PermanentError                   retrying cannot help; record it and move on
     │   ├── ContractError                input did not match the contract (row, event, payload,
@@ -24,7 +26,8 @@ turns any of them into one line on stderr and :func:`exit_code` (never a traceba
         └── StackError                   the local stack cannot start (port taken, stale pid)
 
 Exceptions of the libraries underneath (PyMySQL, confluent-kafka, aiohttp) are translated into
-this tree where they are caught, each by one table next to its client.
+this tree where they are caught, each by one table next to its client (for the workers' HTTP
+calls: ``workers.http.TRANSLATION``).
 """
 
 from __future__ import annotations
@@ -59,6 +62,12 @@ class LookupUnavailableError(SourceUnavailableError):
 
 class InterceptUnavailableError(RetryableError):
     """The intercept could not be asked right now; the reverse order stays HOLDING for a retry."""
+
+
+class DownstreamUnavailableError(RetryableError):
+    """A push did not get an answer to classify: the downstream was unreachable, timed out, hung
+    up or cut its answer off (translated from the HTTP client's exceptions by
+    ``workers.http.TRANSLATION``). An answer with a status, even 5xx, is not this error."""
 
 
 class GroupActiveError(RetryableError):

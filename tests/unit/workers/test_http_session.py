@@ -1,23 +1,41 @@
-"""workers.http.HttpSession: the lean client the workers use in the Faust app.
+"""workers.http: the aiohttp sessions the workers use in the Faust app.
 
 The whole Worker.handle suite of ``test_worker_http`` runs again here with an HttpSession in place
-of aiohttp's ClientSession (the ``session`` fixture below), so classification and messages are
-the same with either; the tests after it cover the HTTP/1.1 reading itself.
+of a plain aiohttp ClientSession (the ``session`` fixture below: each worker then takes a session
+of its own pool's), so classification and messages are the same with either; the tests after it
+check, against real local servers (raw TCP, aiohttp's, TLS), what the workers rely on the client
+for: one session per pool, keep-alive reuse, the resend after the keep-alive race, status handed
+back, malformed answers, timeouts (test_http_edges.py: URLs, proxies, TLS, the error table).
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
+import gzip
+from collections.abc import AsyncIterator
 
 import aiohttp
 import pytest
 
 from schemas.pushes import PushStatus
+from tests.fakes.http import (
+    ACCEPTED,
+    OK,
+    answer,
+    client_for,
+    keep_answering,
+    post,
+    raw_server,
+    read_request,
+)
 from tests.unit.workers.test_worker_http import *  # noqa: F403 - the Worker.handle suite, re-run with HttpSession
 from tests.unit.workers.test_worker_http import make, task_for
-from workers.http import HttpSession, MalformedAnswer
+from workers.base import Pool
+from workers.http import USER_AGENT, HttpSession
+from workers.tms import TmsWorker
 from workers.wms import WmsWorker
+
+__all__ = ["raw_server"]  # a fixture
 
 
 @pytest.fixture
@@ -27,51 +45,38 @@ async def session() -> AsyncIterator[HttpSession]:  # overrides test_worker_http
     await s.close()
 
 
-Handler = Callable[[asyncio.StreamReader, asyncio.StreamWriter], Awaitable[None]]
+# ------------------------------------------------------------------ one session per pool
 
 
-async def read_request(reader: asyncio.StreamReader) -> bytes:
-    head = await reader.readuntil(b"\r\n\r\n")
-    length = 0
-    for line in head.split(b"\r\n"):
-        if line.lower().startswith(b"content-length:"):
-            length = int(line.split(b":")[1])
-    return head + await reader.readexactly(length)
+async def test_each_pool_gets_its_own_session_limits_and_timeout(session) -> None:
+    small = Pool(concurrency=3, timeout_s=1.5, max_attempts=2, backoff_base_s=1, backoff_cap_s=2)
+    big = Pool(concurrency=40, timeout_s=7.0, max_attempts=2, backoff_base_s=1, backoff_cap_s=2)
+    a = session.for_pool(small, "http://127.0.0.1:1")
+    b = session.for_pool(big, "http://127.0.0.1:1")
+    assert a is not b and a.connector is not b.connector
+    assert (a.connector.limit, a.connector.limit_per_host) == (3, 3)
+    assert (b.connector.limit, b.connector.limit_per_host) == (40, 40)
+    assert a.timeout.total == 1.5 and b.timeout.total == 7.0
+    assert a.trust_env is False  # proxies are resolved once instead (env_proxy)
+    assert isinstance(a.cookie_jar, aiohttp.DummyCookieJar)
+    assert a.auto_decompress is True
+    assert a.raise_for_status is False
+    await session.close()
+    assert a.closed and b.closed
+    with pytest.raises(RuntimeError):
+        session.for_pool(small, "http://127.0.0.1:1")
 
 
-@pytest.fixture
-async def raw_server() -> AsyncIterator[Callable[[Handler], Awaitable[str]]]:
-    """A TCP server answering with whatever bytes a test writes; returns its base URL."""
-    servers: list[asyncio.Server] = []
-
-    async def start(handler: Handler) -> str:
-        server = await asyncio.start_server(handler, "127.0.0.1", 0)
-        servers.append(server)
-        return f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-
-    yield start
-    for server in servers:
-        server.close()
-        await server.wait_closed()
+async def test_a_worker_takes_its_pools_session(session, raw_server) -> None:
+    url = await raw_server.start(keep_answering)
+    pool = Pool(concurrency=5, timeout_s=0.3, max_attempts=3, backoff_base_s=1, backoff_cap_s=5)
+    worker = make(WmsWorker, session, url, pool)
+    assert worker.session in session.sessions
+    assert worker.session.connector.limit == 5
+    assert worker.session.timeout.total == 0.3
 
 
-def answer(status: str, headers: list[str], body: bytes) -> bytes:
-    return (f"HTTP/1.1 {status}\r\n" + "".join(h + "\r\n" for h in headers) + "\r\n").encode() + (
-        body
-    )
-
-
-ACCEPTED = b'{"status":"accepted","id":"wms-1"}'
-
-
-async def post(session: HttpSession, url: str, timeout: float = 2.0) -> tuple[int, bytes, str]:
-    async with session.post(
-        url + "/wms/returns",
-        data=b"{}",
-        headers={"Idempotency-Key": "k1", "Content-Type": "application/json"},
-        timeout=aiohttp.ClientTimeout(total=timeout),
-    ) as response:
-        return response.status, await response.read(), response.headers.get("X-Test", "")
+# --------------------------------------------------------------------------- keep-alive
 
 
 async def test_keep_alive_reuses_one_connection(raw_server, session) -> None:
@@ -83,19 +88,106 @@ async def test_keep_alive_reuses_one_connection(raw_server, session) -> None:
                 requests.append(await read_request(reader))
             except asyncio.IncompleteReadError:
                 break
-            writer.write(answer("200 OK", [f"Content-Length: {len(ACCEPTED)}"], ACCEPTED))
+            writer.write(OK)
             await writer.drain()
         writer.close()
 
-    url = await raw_server(handler)
+    url = await raw_server.start(handler)
+    client = client_for(session, url)
     for _ in range(3):
-        assert (await post(session, url))[:2] == (200, ACCEPTED)
-    assert session.connections_made == 1
+        assert (await post(client, url))[:2] == (200, ACCEPTED)
+    assert raw_server.connections == 1
+    assert len(requests) == 3
     first = requests[0]
     assert first.startswith(b"POST /wms/returns HTTP/1.1\r\n")
     assert b"\r\nIdempotency-Key: k1\r\n" in first
     assert b"\r\nContent-Length: 2\r\n" in first
+    assert f"\r\nUser-Agent: {USER_AGENT}\r\n".encode() in first
+    assert b"accept-encoding" not in first.lower()  # nothing asks for compression
+    assert b"cookie" not in first.lower()
     assert first.endswith(b"\r\n\r\n{}")
+
+
+async def test_worker_pushes_share_keep_alive_connections(raw_server, session) -> None:
+    url = await raw_server.start(keep_answering)
+    worker = make(WmsWorker, session, url)
+    for i in range(5):
+        outcome = await worker.handle(task_for("WMS_RETURN", key=f"k{i}"))
+        assert outcome.status is PushStatus.DONE, outcome.error
+    assert raw_server.connections == 1
+
+
+async def test_connection_close_is_not_reused(raw_server, session) -> None:
+    async def handler(reader, writer) -> None:
+        await read_request(reader)
+        headers = [f"Content-Length: {len(ACCEPTED)}", "Connection: close"]
+        writer.write(answer("200 OK", headers, ACCEPTED))
+        await writer.drain()
+        writer.close()
+
+    url = await raw_server.start(handler)
+    client = client_for(session, url)
+    await post(client, url)
+    await post(client, url)
+    assert raw_server.connections == 2
+
+
+async def test_idle_connection_closed_by_the_server_is_resent_once(raw_server, session) -> None:
+    count = 0
+
+    async def handler(reader, writer) -> None:
+        nonlocal count
+        count += 1
+        await read_request(reader)
+        writer.write(OK)
+        await writer.drain()
+        if count == 1:  # keep-alive answered, but the server drops the connection right after
+            await reader.read(1)  # the next request's first byte
+            writer.transport.abort()
+            return
+        writer.close()
+
+    url = await raw_server.start(handler)
+    worker = make(WmsWorker, session, url)
+    for key in ("k1", "k2"):
+        outcome = await worker.handle(task_for("WMS_RETURN", key=key))
+        assert outcome.status is PushStatus.DONE, outcome.error
+        assert outcome.attempts == 1
+    assert raw_server.connections == 2
+    # aiohttp alone does not resend a POST: the Worker does
+    client = client_for(session, url)
+    count = 0  # the next connection answers once and drops the request after, like the first
+    assert (await post(client, url))[:2] == (200, ACCEPTED)
+    with pytest.raises((aiohttp.ServerDisconnectedError, aiohttp.ClientOSError)):
+        await post(client, url)
+
+
+async def test_a_server_that_always_hangs_up_is_tried_twice_then_retried(raw_server, session):
+    async def hang_up(reader, writer) -> None:
+        await reader.read(1)
+        writer.close()
+
+    url = await raw_server.start(hang_up)
+    outcome = await make(WmsWorker, session, url).handle(task_for("WMS_RETURN"))
+    assert outcome.status is PushStatus.RETRY
+    assert outcome.error == f"WMS closed the connection before answering ({url}/wms/returns)"
+    assert raw_server.connections == 2  # the one resend, no more
+
+
+async def test_connection_refused_is_not_resent(session) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    outcome = await make(WmsWorker, session, f"http://127.0.0.1:{port}").handle(
+        task_for("WMS_RETURN")
+    )
+    assert outcome.status is PushStatus.RETRY
+    assert outcome.error.endswith(": connection refused")
+
+
+# ----------------------------------------------------------------------------- answers
 
 
 async def test_chunked_answer_with_extensions_and_trailers(raw_server, session) -> None:
@@ -111,8 +203,8 @@ async def test_chunked_answer_with_extensions_and_trailers(raw_server, session) 
         await writer.drain()
         writer.close()
 
-    url = await raw_server(handler)
-    assert await post(session, url) == (200, b'{"status":"accepted"}x', "yes")
+    url = await raw_server.start(handler)
+    assert await post(client_for(session, url), url) == (200, b'{"status":"accepted"}x', "yes")
 
 
 async def test_body_read_until_close(raw_server, session) -> None:
@@ -122,8 +214,8 @@ async def test_body_read_until_close(raw_server, session) -> None:
         await writer.drain()
         writer.close()
 
-    url = await raw_server(handler)
-    assert (await post(session, url))[:2] == (200, ACCEPTED)
+    url = await raw_server.start(handler)
+    assert (await post(client_for(session, url), url))[:2] == (200, ACCEPTED)
 
 
 async def test_interim_100_continue_is_skipped(raw_server, session) -> None:
@@ -134,43 +226,36 @@ async def test_interim_100_continue_is_skipped(raw_server, session) -> None:
         await writer.drain()
         writer.close()
 
-    url = await raw_server(handler)
-    assert (await post(session, url))[:2] == (201, ACCEPTED)
+    url = await raw_server.start(handler)
+    assert (await post(client_for(session, url), url))[:2] == (201, ACCEPTED)
 
 
-async def test_connection_close_is_not_reused(raw_server, session) -> None:
+async def test_a_compressed_answer_is_decompressed(raw_server, session) -> None:
+    body = gzip.compress(ACCEPTED)
+
     async def handler(reader, writer) -> None:
         await read_request(reader)
-        headers = [f"Content-Length: {len(ACCEPTED)}", "Connection: close"]
-        writer.write(answer("200 OK", headers, ACCEPTED))
+        headers = [f"Content-Length: {len(body)}", "Content-Encoding: gzip"]
+        writer.write(answer("200 OK", headers, body))
         await writer.drain()
         writer.close()
 
-    url = await raw_server(handler)
-    await post(session, url)
-    await post(session, url)
-    assert session.connections_made == 2
+    url = await raw_server.start(handler)
+    outcome = await make(WmsWorker, session, url).handle(task_for("WMS_RETURN"))
+    assert outcome.status is PushStatus.DONE, outcome.error
+    assert outcome.downstream_id == "wms-1"
 
 
-async def test_idle_connection_closed_by_the_server_is_retried_once(raw_server, session) -> None:
-    count = 0
-
+@pytest.mark.parametrize("status", [500, 503, 404])
+async def test_status_is_handed_back_not_raised(raw_server, session, status) -> None:
     async def handler(reader, writer) -> None:
-        nonlocal count
-        count += 1
         await read_request(reader)
-        writer.write(answer("200 OK", [f"Content-Length: {len(ACCEPTED)}"], ACCEPTED))
+        writer.write(answer(f"{status} X", ["Content-Length: 4"], b"nope"))
         await writer.drain()
-        if count == 1:  # keep-alive answered, but the server drops the connection right after
-            await reader.read(1)  # the next request's first byte
-            writer.transport.abort()
-            return
         writer.close()
 
-    url = await raw_server(handler)
-    assert (await post(session, url))[:2] == (200, ACCEPTED)
-    assert (await post(session, url))[:2] == (200, ACCEPTED)
-    assert session.connections_made == 2
+    url = await raw_server.start(handler)
+    assert (await post(client_for(session, url), url))[:2] == (status, b"nope")
 
 
 async def test_answer_cut_off_is_a_payload_error(raw_server, session) -> None:
@@ -180,24 +265,26 @@ async def test_answer_cut_off_is_a_payload_error(raw_server, session) -> None:
         await writer.drain()
         writer.close()
 
-    url = await raw_server(handler)
+    url = await raw_server.start(handler)
     with pytest.raises(aiohttp.ClientPayloadError):
-        await post(session, url)
+        await post(client_for(session, url), url)
+    outcome = await make(WmsWorker, session, url).handle(task_for("WMS_RETURN"))
+    assert outcome.status is PushStatus.RETRY
+    assert outcome.error.startswith(f"WMS answer was cut off ({url}/wms/returns): ")
 
 
-@pytest.mark.parametrize(
-    "raw",
-    [
-        b"SSH-2.0-OpenSSH_9.6\r\n\r\n",
-        b"HTTP/1.1 2x0 OK\r\n\r\n",
-        b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
-        b"HTTP/1.1 200 OK\r\nContent-Length: ten\r\n\r\n",
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n",
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
-        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-    ],
-)
-async def test_malformed_answers(raw_server, session, raw) -> None:
+MALFORMED = [
+    b"SSH-2.0-OpenSSH_9.6\r\n\r\n",
+    b"HTTP/1.1 2x0 OK\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nno colon here\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: ten\r\n\r\n",
+    b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+    b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}",
+]
+
+
+@pytest.mark.parametrize("raw", MALFORMED)
+async def test_malformed_answers_raise(raw_server, session, raw) -> None:
     async def handler(reader, writer) -> None:
         await read_request(reader)
         writer.write(raw)
@@ -205,134 +292,88 @@ async def test_malformed_answers(raw_server, session, raw) -> None:
         await asyncio.sleep(0.5)
         writer.close()
 
-    url = await raw_server(handler)
-    with pytest.raises(MalformedAnswer):
-        await post(session, url)
+    url = await raw_server.start(handler)
+    with pytest.raises(aiohttp.ClientError):
+        await post(client_for(session, url), url)
 
 
-async def test_malformed_answer_becomes_a_retry_with_a_message(raw_server, session) -> None:
+@pytest.mark.parametrize("raw", MALFORMED)
+async def test_malformed_answer_becomes_a_retry_with_a_message(raw_server, session, raw) -> None:
     async def handler(reader, writer) -> None:
         await read_request(reader)
-        writer.write(b"garbage\r\n\r\n")
+        writer.write(raw)
         await writer.drain()
         writer.close()
 
-    url = await raw_server(handler)
+    url = await raw_server.start(handler)
     outcome = await make(WmsWorker, session, url).handle(task_for("WMS_RETURN"))
     assert outcome.status is PushStatus.RETRY
-    assert outcome.error.startswith(f"WMS request failed ({url}/wms/returns): MalformedAnswer: ")
+    assert outcome.http_status is None
+    assert outcome.error.startswith(f"WMS answer is not valid HTTP ({url}/wms/returns): ")
+    assert "\n" not in outcome.error and not outcome.error.endswith("^")
+    if raw.startswith(b"SSH"):
+        assert "Bad status line" in outcome.error
+
+
+@pytest.mark.parametrize(
+    "raw",
+    [
+        # a transfer coding instead of (or under) chunked: aiohttp does not decode it
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\n" + gzip.compress(ACCEPTED),
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+        + b"%x\r\n%s\r\n0\r\n\r\n" % (len(gzip.compress(ACCEPTED)), gzip.compress(ACCEPTED)),
+        b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\n\r\n0\r\n\r\n",
+    ],
+)
+async def test_unusual_transfer_codings_are_never_accepted(raw_server, session, raw) -> None:
+    async def handler(reader, writer) -> None:
+        await read_request(reader)
+        writer.write(raw)
+        await writer.drain()
+        writer.close()
+
+    url = await raw_server.start(handler)
+    outcome = await make(WmsWorker, session, url).handle(task_for("WMS_RETURN"))
+    assert outcome.status is not PushStatus.DONE
+    assert outcome.error.startswith("WMS "), outcome.error
+
+
+# ---------------------------------------------------------------------------- timeouts
 
 
 async def test_timeout_aborts_the_connection(raw_server, session) -> None:
     async def handler(reader, writer) -> None:
-        await read_request(reader)
-        await asyncio.sleep(1)
-        writer.write(answer("200 OK", [f"Content-Length: {len(ACCEPTED)}"], ACCEPTED))
-        await writer.drain()
-
-    url = await raw_server(handler)
-    with pytest.raises(TimeoutError):
-        await post(session, url, timeout=0.1)
-    assert (await post(session, url))[:2] == (200, ACCEPTED)  # on a new connection
-    assert session.connections_made == 2
-
-
-async def test_unresolvable_host_is_a_dns_error(session) -> None:
-    with pytest.raises(aiohttp.ClientConnectorDNSError):
-        await post(session, "http://omshub-no-such-host.invalid")
-
-
-@pytest.mark.parametrize("url", ["ftp://host/x", "http:///nohost", "not a url"])
-async def test_invalid_url(session, url) -> None:
-    with pytest.raises(aiohttp.InvalidURL):
-        async with session.post(url, data=b"", headers={}):
-            pass
-
-
-async def test_header_injection_is_refused(session) -> None:
-    with pytest.raises(ValueError):
-        async with session.post("http://127.0.0.1:1/x", data=b"", headers={"K": "a\r\nX: y"}):
-            pass
-
-
-async def test_closed_session_refuses(session) -> None:
-    await session.close()
-    with pytest.raises(aiohttp.ClientConnectionError):
-        await post(session, "http://127.0.0.1:1")
-
-
-def test_works_on_uvloop() -> None:
-    """The worker runs on uvloop, whose transports are not asyncio.Transport subclasses."""
-    import uvloop
-
-    async def scenario() -> tuple[int, bytes, int]:
-        async def handler(reader, writer) -> None:
+        try:
             while True:
-                try:
-                    await read_request(reader)
-                except asyncio.IncompleteReadError:
-                    break
-                writer.write(answer("200 OK", [f"Content-Length: {len(ACCEPTED)}"], ACCEPTED))
+                await read_request(reader)
+                await asyncio.sleep(1)
+                writer.write(OK)
                 await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
             writer.close()
 
-        server = await asyncio.start_server(handler, "127.0.0.1", 0)
-        url = f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-        session = HttpSession()
-        try:
-            await post(session, url)
-            status, body, _ = await post(session, url)
-            return status, body, session.connections_made
-        finally:
-            await session.close()
-            server.close()
-            await server.wait_closed()
-
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
-        assert runner.run(scenario()) == (200, ACCEPTED, 1)
+    url = await raw_server.start(handler)
+    client = client_for(session, url)
+    with pytest.raises(TimeoutError):
+        await post(client, url, timeout=0.1)
+    assert (await post(client, url, timeout=2.0))[:2] == (200, ACCEPTED)  # on a new connection
+    assert raw_server.connections == 2
 
 
-@pytest.fixture
-def tls_files(tmp_path) -> tuple[str, str]:
-    """A self-signed certificate for 127.0.0.1 (made with the openssl command line)."""
-    import shutil
-    import subprocess
-
-    assert shutil.which("openssl"), "the HTTPS test needs the openssl command (apt install openssl)"
-    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
-    command = "openssl req -x509 -newkey rsa:2048 -nodes -days 1 -subj /CN=127.0.0.1"
-    extension = "subjectAltName=IP:127.0.0.1"
-    subprocess.run(
-        [*command.split(), "-addext", extension, "-keyout", str(key), "-out", str(cert)],
-        check=True,
-        capture_output=True,
-    )
-    return str(cert), str(key)
-
-
-async def test_https(tls_files) -> None:
-    import ssl
-
-    cert, key = tls_files
-    server_context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    server_context.load_cert_chain(cert, key)
-
+async def test_the_pools_timeout_bounds_the_exchange(raw_server, session) -> None:
     async def handler(reader, writer) -> None:
         await read_request(reader)
-        writer.write(answer("200 OK", [f"Content-Length: {len(ACCEPTED)}"], ACCEPTED))
-        await writer.drain()
+        await asyncio.sleep(2)
         writer.close()
 
-    server = await asyncio.start_server(handler, "127.0.0.1", 0, ssl=server_context)
-    url = f"https://127.0.0.1:{server.sockets[0].getsockname()[1]}"
-    trusting = HttpSession(ssl_context=ssl.create_default_context(cafile=cert))
-    default = HttpSession()  # system trust store: the self-signed certificate is refused
-    try:
-        assert (await post(trusting, url))[:2] == (200, ACCEPTED)
-        with pytest.raises(aiohttp.ClientConnectorError):
-            await post(default, url)
-    finally:
-        await trusting.close()
-        await default.close()
-        server.close()
-        await server.wait_closed()
+    url = await raw_server.start(handler)
+    pool = Pool(concurrency=2, timeout_s=0.2, max_attempts=3, backoff_base_s=1, backoff_cap_s=5)
+    client = session.for_pool(pool, url)
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    with pytest.raises(TimeoutError):
+        await post(client, url)  # no per-request timeout: the session's
+    assert 0.15 <= loop.time() - started < 1.5
+    outcome = await make(TmsWorker, session, url, pool).handle(task_for("TMS_PUSH"))
+    assert outcome.status is PushStatus.RETRY
+    assert outcome.error.startswith("TMS did not answer within 0.2 s (timeout)")

@@ -33,8 +33,10 @@ from workers.wms import WmsWorker
 NOW_S = 1_700_000_000.0
 NOW_MS = 1_700_000_000_000
 TEST_POOL = Pool(
-    concurrency=8, timeout_s=0.2, max_attempts=5, backoff_base_s=1.0, backoff_cap_s=60.0
+    concurrency=8, timeout_s=1.0, max_attempts=5, backoff_base_s=1.0, backoff_cap_s=60.0
 )
+# 1 s, not less: the suite also runs beside a loaded stack (make test), where a 0.2 s budget
+# timed out an ordinary answer
 
 Behaviour = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
@@ -253,9 +255,9 @@ async def test_timeout_retries(stub, session) -> None:
     server.behaviour = slow
     outcome = await make(TmsWorker, session, url).handle(task_for("TMS_PUSH"))
     assert outcome.status is PushStatus.RETRY
-    assert outcome.error.startswith("TMS did not answer within 0.2 s (timeout)")
+    assert outcome.error.startswith("TMS did not answer within 1.0 s (timeout)")
     assert outcome.http_status is None
-    assert 150 <= outcome.latency_ms < 1500
+    assert 950 <= outcome.latency_ms < 1950
 
 
 async def test_connection_refused_retries(session) -> None:
