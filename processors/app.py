@@ -6,8 +6,8 @@ Faust app; the agents themselves live in :mod:`processors.agents`, one module ea
 :class:`~processors.runtime.Runtime` (write-back, HTTP clients, workers, producer, figures) is
 built once when the app starts, before any agent runs, and handed to every handler.
 
-The workers call downstreams through :class:`workers.http.HttpSession`; the reverse flow's
-intercepts keep aiohttp.
+The workers call downstreams through :class:`workers.http.HttpSession` (one aiohttp session per
+worker pool); the reverse flow's intercepts use one plain aiohttp session.
 """
 
 from __future__ import annotations

@@ -16,7 +16,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, cast
+from typing import Any
 
 import aiohttp
 import orjson
@@ -154,8 +154,7 @@ async def build_runtime(settings: Settings, links: AppLinks) -> Runtime:
         json_serialize=lambda obj: orjson.dumps(obj).decode(),
     )
     http = HttpSession()
-    # HttpSession implements the part of ClientSession the workers use (workers.http)
-    workers = build_workers(cast(aiohttp.ClientSession, http), settings)
+    workers = build_workers(http, settings)  # each worker gets its pool's session from it
     writeback = WriteBack(
         params,
         send_dlq=links.dlq,
