@@ -10,26 +10,40 @@ know are ignored, so a newer worker can add figures before the readers use them.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any, Final
+from typing import Any, Final, Literal, TypeVar
 
 import orjson
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from omshub.core.errors import ContractError
 
+_M = TypeVar("_M", bound=BaseModel)
+
 __all__ = [
+    "RECONNECTING",
     "RUNNING",
     "ConnectorStatus",
+    "SupervisedComponent",
+    "SupervisorState",
+    "WantedSet",
     "WorkerStatus",
     "connector_status_path",
     "read_connector_status",
+    "read_supervisor_state",
+    "read_wanted",
     "read_worker_status",
+    "supervisor_state_path",
+    "wanted_path",
     "worker_status_path",
 ]
 
 RUNNING: Final = "RUNNING"
-"""The only state a worker writes: a worker that is not running writes nothing (the readers tell
-a dead one by its pid and the file's age)."""
+"""A worker that is working; a worker that is not running writes nothing (the readers tell a dead
+one by its pid and the file's age)."""
+
+RECONNECTING: Final = "RECONNECTING"
+"""A worker that is alive but cannot reach the broker or the database (``outages`` says which);
+it keeps its place and resumes by itself, so the stack shows it as waiting, not dead."""
 
 
 def worker_status_path(home: Path, worker_name: str) -> Path:
@@ -62,6 +76,8 @@ class WorkerStatus(BaseModel):
     reverse: dict[str, Any]
     stock: dict[str, Any]
     lookup: dict[str, Any]
+    #: what the worker cannot reach now ("broker", "database") and since when (epoch s)
+    outages: dict[str, float] = {}
 
     def to_json(self) -> bytes:
         return orjson.dumps(self.model_dump(mode="json"))
@@ -157,3 +173,98 @@ def read_connector_status(path: Path) -> ConnectorStatus | None:
     except FileNotFoundError:
         return None
     return ConnectorStatus.from_json(raw)
+
+
+# -- the supervisor ---------------------------------------------------------------------------
+
+
+def _decode(model: type[_M], data: bytes | str, what: str) -> _M:
+    try:
+        return model.model_validate_json(data)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'file'}: {err['msg']}"
+            for err in exc.errors()[:3]
+        )
+        raise ContractError(f"{what} is malformed: {problems}") from None
+
+
+def wanted_path(home: Path) -> Path:
+    """``<home>/run/wanted.json``: the components ``omshub up`` asked for and ``down`` has not
+    stopped; the supervisor restarts only these."""
+    return home.resolve() / "run" / "wanted.json"
+
+
+def supervisor_state_path(home: Path) -> Path:
+    """``<home>/run/supervisor.json``: restart counts and states, for status and the dashboard."""
+    return home.resolve() / "run" / "supervisor.json"
+
+
+class WantedSet(BaseModel):
+    """What should be running. ``down`` removes names here before it signals anything, so the
+    supervisor never races a deliberate stop."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    components: list[str] = []
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json"))
+
+
+SupervisedState = Literal["running", "backoff", "restarting", "crashloop", "unwanted"]
+
+
+class SupervisedComponent(BaseModel):
+    """One component as the supervisor sees it.
+
+    ``failures`` counts restarts since the component last stayed up for the supervisor's reset
+    time (it drives the backoff); ``restarts`` counts every restart the supervisor made, for
+    ever. ``crashloop`` means it keeps dying: still retried at the longest backoff, and
+    ``log_tail`` holds its last log lines so nobody has to go looking.
+    """
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    state: SupervisedState = "running"
+    restarts: int = 0
+    failures: int = 0
+    up_since: float | None = None
+    last_exit_at: float | None = None
+    last_restart_at: float | None = None
+    next_attempt_at: float | None = None
+    last_error: str | None = None
+    log_tail: list[str] = []
+
+
+class SupervisorState(BaseModel):
+    """The supervisor's file, rewritten by rename every pass."""
+
+    model_config = ConfigDict(frozen=True, extra="ignore")
+
+    pid: int
+    started_at: float
+    updated_at: float
+    components: dict[str, SupervisedComponent] = {}
+
+    def to_json(self) -> bytes:
+        return orjson.dumps(self.model_dump(mode="json"))
+
+
+def read_wanted(path: Path) -> WantedSet:
+    """The wanted set; empty when there is none. A malformed file is a :class:`ContractError`
+    (the supervisor logs it and keeps the last set it read)."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return WantedSet()
+    return _decode(WantedSet, raw, f"wanted-components file {path}")
+
+
+def read_supervisor_state(path: Path) -> SupervisorState | None:
+    """The supervisor's last state, None when it never ran; :class:`ContractError` if malformed."""
+    try:
+        raw = path.read_bytes()
+    except FileNotFoundError:
+        return None
+    return _decode(SupervisorState, raw, f"supervisor state file {path}")

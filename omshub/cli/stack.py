@@ -11,6 +11,8 @@ from rich.table import Table
 
 from omshub.cli.base import console, ctx_settings, main
 from omshub.cli.db import migrate_schema
+from omshub.core.errors import StackError
+from omshub.core.logs import setup_logging
 from omshub.core.settings import Settings
 
 
@@ -31,10 +33,23 @@ def _with_started_workers(settings: Settings) -> Settings:
     return settings
 
 
+def _restarts_cell(supervised: dict[str, Any] | None) -> str:
+    if not supervised:
+        return ""
+    count = str(supervised.get("restarts", 0))
+    state = supervised.get("state")
+    if state in ("backoff", "restarting"):
+        return f"[yellow]{count} ({state})[/]"
+    if state == "crashloop":
+        return f"[red]{count} (crashloop)[/]"
+    return count
+
+
 def _status_table(status: Any) -> Table:
     data = status.to_json()
+    supervised = (data.get("supervisor") or {}).get("components", {})
     table = Table(title=f"omshub stack ({data['home']})")
-    for column in ("component", "state", "pid", "address", "started", "memory", "log"):
+    for column in ("component", "state", "pid", "restarts", "address", "started", "memory", "log"):
         table.add_column(column, justify="right" if column == "memory" else "left")
     colors = {"running": "green", "external": "cyan", "stale": "yellow", "unhealthy": "red"}
     for name, comp in data["components"].items():
@@ -44,6 +59,7 @@ def _status_table(status: Any) -> Table:
             name,
             f"[{colors.get(state, 'dim')}]{state}[/]",
             str(comp.get("pid") or ""),
+            _restarts_cell(supervised.get(name)),
             str(comp.get("address") or ""),
             str(comp.get("started_at") or ""),
             f"{rss / 2**20:.0f} MiB" if rss else "",
@@ -78,7 +94,11 @@ def up(ctx: click.Context, workers: int | None, cdc: str | None) -> None:
         settings = settings.model_copy(update={"cdc": cdc})
     console.print(f"starting omshub stack in {settings.home.resolve()}")
     stack = LocalStack(settings)
-    status = stack.up(on_progress=_progress, after_mysql=lambda: migrate_schema(settings))
+    try:
+        status = stack.up(on_progress=_progress, after_mysql=lambda: migrate_schema(settings))
+    except StackError:
+        console.print(_status_table(stack.status()))
+        raise
     console.print(_status_table(status))
     console.print(
         f"MySQL: {settings.mysql().display_url()}  Kafka: {settings.bootstrap_servers}  "
@@ -148,6 +168,7 @@ def status(ctx: click.Context, as_json: bool) -> None:
         click.echo(json.dumps(data, indent=2, default=str))
         return
     console.print(_status_table(result))
+    _print_crashloops(data=result.to_json())
     if connector_state:
         console.print(
             f"connector {connector_state.get('name')}: {connector_state.get('state')} "
@@ -161,3 +182,28 @@ def status(ctx: click.Context, as_json: bool) -> None:
                 else ""
             )
         )
+
+
+def _print_crashloops(data: dict[str, Any]) -> None:
+    """A component that keeps dying, with its last log lines: the first thing to read."""
+    for name, comp in ((data.get("supervisor") or {}).get("components") or {}).items():
+        if comp.get("state") != "crashloop":
+            continue
+        console.print(
+            f"[red]{name} keeps dying[/] ({comp.get('restarts')} restarts; "
+            f"last error: {comp.get('last_error') or 'it exited'}); its log ends with:"
+        )
+        for line in comp.get("log_tail") or []:
+            console.print(f"    {line}", markup=False, highlight=False)
+
+
+@main.command()
+@click.pass_context
+def supervise(ctx: click.Context) -> None:
+    """Restart any dead component of the local stack until `omshub down` (`up` starts this)."""
+    from omshub.stack.local import LocalStack
+    from omshub.stack.supervisor import Supervisor
+
+    settings = _with_started_workers(ctx_settings(ctx))
+    setup_logging(settings.log_level)
+    Supervisor(settings, LocalStack(settings)).run()

@@ -192,6 +192,28 @@ class Settings(BaseSettings):
         description="Consumer groups to show lag for besides the workers' own (app id), as JSON.",
     )
     start_web: bool = Field(True, description="Whether `omshub up` starts `omshub web`.")
+    start_supervisor: bool = Field(
+        True,
+        description="Whether `omshub up` starts `omshub supervise`, which restarts any component "
+        "of the stack that dies (with backoff) until `omshub down`.",
+    )
+    supervisor_backoff_base_s: float = Field(
+        0.5, gt=0, description="First wait before the supervisor restarts a dead component."
+    )
+    supervisor_backoff_cap_s: float = Field(
+        30.0, gt=0, description="Longest wait between restarts of a component that keeps dying."
+    )
+    supervisor_reset_after_s: float = Field(
+        60.0,
+        gt=0,
+        description="A component up this long counts as healthy again: its backoff starts over.",
+    )
+    supervisor_crashloop_after: int = Field(
+        5,
+        ge=1,
+        description="Failed or short-lived restarts in a row after which a component is reported "
+        "as crashloop (with its last log lines); it is still retried at the longest backoff.",
+    )
     connect_url: str | None = Field(
         None,
         description="Kafka Connect REST URL (e.g. Debezium's, http://connect:8083). When set, "

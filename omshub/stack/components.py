@@ -18,6 +18,7 @@ from pydantic import SecretStr
 
 from omshub.core import procs
 from omshub.core.settings import Settings
+from schemas.status import SupervisorState
 
 logger = logging.getLogger(__name__)
 
@@ -41,6 +42,9 @@ WORKER = "worker"
 
 
 WEB = "web"
+
+
+SUPERVISOR = "supervisor"
 
 
 ComponentState = Literal["running", "stopped", "stale", "external", "unhealthy"]
@@ -159,6 +163,7 @@ class StackStatus:
     mysql_url: str
     bootstrap_servers: str
     components: dict[str, ComponentStatus]
+    supervisor: SupervisorState | None = None
 
     @property
     def ok(self) -> bool:
@@ -172,6 +177,12 @@ class StackStatus:
             "bootstrap_servers": self.bootstrap_servers,
             "ok": self.ok,
             "components": {name: c.to_json() for name, c in self.components.items()},
+            "supervisor": self.supervisor.model_dump(mode="json") if self.supervisor else None,
+            "restarts": (
+                {name: c.restarts for name, c in self.supervisor.components.items()}
+                if self.supervisor
+                else {}
+            ),
         }
 
 

@@ -26,14 +26,16 @@ from pathlib import Path
 from typing import Any
 
 from omshub.core import procs
-from omshub.core.errors import StackError
+from omshub.core.errors import OmshubError, StackError
 from omshub.core.settings import Settings
 from omshub.stack.broker import kafka_component
 from omshub.stack.components import (
     CONNECTOR,
     HEALTH_INTERVAL_S,
+    KAFKA,
     LOG_TAIL_LINES,
     MARIADB,
+    SUPERVISOR,
     ComponentSpec,
     ComponentStatus,
     ProgressCallback,
@@ -45,8 +47,17 @@ from omshub.stack.mariadb import mariadb_component
 from omshub.stack.services import (
     connector_component,
     sandbox_component,
+    supervisor_component,
     web_component,
     worker_component,
+)
+from omshub.stack.supervisor import write_wanted
+from schemas.status import (
+    SupervisorState,
+    read_supervisor_state,
+    read_wanted,
+    supervisor_state_path,
+    wanted_path,
 )
 
 logger = logging.getLogger(__name__)
@@ -87,7 +98,13 @@ def default_components(settings: Settings) -> list[ComponentSpec]:
         specs.extend(worker_component(settings, i) for i in range(settings.workers))
     if settings.start_web:
         specs.append(web_component(settings))
+    if settings.start_supervisor:
+        specs.append(supervisor_component(settings))
     return specs
+
+
+#: parts every other one needs: when one of them cannot start, `up` does not wait for the rest
+FOUNDATIONS = (MARIADB, KAFKA)
 
 
 # --------------------------------------------------------------------------------------------
@@ -132,21 +149,58 @@ class LocalStack:
 
         ``after_mysql`` (the CLI passes ``db migrate``) runs once the database is usable, before
         anything that reads its tables starts. Safe to call again: running parts are kept.
+
+        A component that fails to start does not stop the others: each is tried and reported,
+        and one :class:`StackError` naming every failure is raised at the end. Only when the
+        database or the broker failed are the parts that need them reported as not started
+        (each would wait out its whole start timeout for nothing). The supervisor is (re)started
+        last in any case, with these settings, and keeps trying whatever failed.
         """
         progress = on_progress or _ignore_progress
         selected = self._select(components)
+        failures: dict[str, str] = {}
         with self._locked(progress):
+            self._want(add=[spec.name for spec in selected if not spec.external])
             for spec in selected:
                 if spec.external:
                     progress(
                         StackEvent(spec.name, "external", f"{spec.name}: using {spec.address}")
                     )
-                else:
-                    self._ensure_running(spec, progress)
-                if spec.name == MARIADB and after_mysql is not None:
-                    progress(StackEvent(spec.name, "hook", "applying database migrations"))
-                    after_mysql()
+                missing = next((name for name in FOUNDATIONS if name in failures), None)
+                if missing is not None and spec.name != SUPERVISOR:
+                    failures[spec.name] = f"not started: {missing} is not running"
+                    progress(
+                        StackEvent(spec.name, "skipped", f"{spec.name}: {failures[spec.name]}")
+                    )
+                    continue
+                try:
+                    if spec.name == SUPERVISOR:
+                        self._replace(spec, progress)
+                    elif not spec.external:
+                        self._ensure_running(spec, progress)
+                    if spec.name == MARIADB and after_mysql is not None:
+                        progress(StackEvent(spec.name, "hook", "applying database migrations"))
+                        after_mysql()
+                except OmshubError as exc:
+                    failures[spec.name] = str(exc)
+                    progress(StackEvent(spec.name, "failed", f"{spec.name} failed: {exc}"))
+        if failures:
+            raise StackError(
+                f"{len(failures)} of {len(selected)} component(s) did not start; "
+                + "; ".join(f"{name}: {why}" for name, why in failures.items())
+                + ". The supervisor keeps retrying them; see `omshub status` and the logs in "
+                + f"{self.home / 'logs'}"
+            )
         return self.status()
+
+    def restart(self, spec: ComponentSpec) -> None:
+        """Start one dead component again, as ``up`` would (the supervisor's path; the caller
+        holds the stack lock through :meth:`try_locked`)."""
+
+        def log_progress(event: StackEvent) -> None:
+            logger.info(event.message, extra={"component": event.component, "action": event.action})
+
+        self._ensure_running(spec, log_progress)
 
     def down(
         self,
@@ -155,34 +209,68 @@ class LocalStack:
     ) -> list[str]:
         """Stop what ``up`` started, in reverse order, by the pids in the pid files only.
 
-        A pid whose process is gone or now runs another program is not signalled; its pid file is
-        just removed. External components are never touched. Returns the names stopped.
+        The components leave the wanted set first and the supervisor (when it is among them)
+        stops before anything else, so nothing is restarted behind ``down``'s back. A pid whose
+        process is gone or now runs another program is not signalled; its pid file is just
+        removed. External components are never touched. Returns the names stopped.
         """
         progress = on_progress or _ignore_progress
+        selected = self._select(components)
+        self._want(remove=[spec.name for spec in selected])
         stopped: list[str] = []
-        with self._locked(progress):
-            for spec in reversed(self._select(components)):
-                if spec.external:
-                    continue
-                pid = procs.read_pid(spec.pid_file)
-                if pid is None:
-                    procs.remove_file(spec.pid_file)  # garbled or absent: nothing to signal
-                    continue
-                if not self._is_ours(spec, pid):
-                    progress(
-                        StackEvent(
-                            spec.name,
-                            "stale",
-                            f"{spec.name}: pid file {spec.pid_file} names pid {pid}, which "
-                            f"{self._why_stale(pid)}; removed the pid file, signalled nothing",
-                        )
-                    )
-                    procs.remove_file(spec.pid_file)
-                    continue
-                progress(StackEvent(spec.name, "stop", f"stopping {spec.name} (pid {pid})"))
-                self._stop(spec, pid)
+        ordered = sorted(reversed(selected), key=lambda spec: spec.name != SUPERVISOR)
+        for spec in ordered:
+            if spec.name != SUPERVISOR:
+                break
+            if self._stop_one(spec, progress):
                 stopped.append(spec.name)
+        with self._locked(progress):
+            for spec in ordered:
+                if spec.external or spec.name == SUPERVISOR:
+                    continue
+                if self._stop_one(spec, progress):
+                    stopped.append(spec.name)
         return stopped
+
+    def _stop_one(self, spec: ComponentSpec, progress: ProgressCallback) -> bool:
+        if spec.external:
+            return False
+        pid = procs.read_pid(spec.pid_file)
+        if pid is None:
+            procs.remove_file(spec.pid_file)  # garbled or absent: nothing to signal
+            return False
+        if not self._is_ours(spec, pid):
+            progress(
+                StackEvent(
+                    spec.name,
+                    "stale",
+                    f"{spec.name}: pid file {spec.pid_file} names pid {pid}, which "
+                    f"{self._why_stale(pid)}; removed the pid file, signalled nothing",
+                )
+            )
+            procs.remove_file(spec.pid_file)
+            return False
+        progress(StackEvent(spec.name, "stop", f"stopping {spec.name} (pid {pid})"))
+        self._stop(spec, pid)
+        return True
+
+    def _want(self, add: Sequence[str] = (), remove: Sequence[str] = ()) -> None:
+        """Update the wanted set the supervisor reads (a malformed file is replaced)."""
+        path = wanted_path(self.home)
+        try:
+            current = read_wanted(path).components
+        except OmshubError:
+            current = []
+        names = [name for name in current if name not in set(remove)]
+        names += [name for name in add if name not in names]
+        write_wanted(self.home, names)
+
+    def _replace(self, spec: ComponentSpec, progress: ProgressCallback) -> None:
+        """(Re)start the supervisor so that it supervises exactly this ``up``'s components."""
+        pid = procs.read_pid(spec.pid_file)
+        if pid is not None and self._is_ours(spec, pid):
+            self._stop(spec, pid)
+        self._ensure_running(spec, progress)
 
     def status(self, check_health: bool = True) -> StackStatus:
         """Each component's state without changing anything (stale pid files are reported, not
@@ -195,7 +283,15 @@ class LocalStack:
             mysql_url=self.settings.mysql().display_url(),
             bootstrap_servers=self.settings.bootstrap_servers,
             components=components,
+            supervisor=self._supervisor_state(),
         )
+
+    def _supervisor_state(self) -> SupervisorState | None:
+        try:
+            return read_supervisor_state(supervisor_state_path(self.home))
+        except OmshubError as exc:
+            logger.warning("supervisor state unreadable", extra={"error": str(exc)})
+            return None
 
     # -- internals ---------------------------------------------------------------------------
 
@@ -229,6 +325,23 @@ class LocalStack:
                 fcntl.flock(handle, fcntl.LOCK_EX)
             try:
                 yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def try_locked(self) -> Iterator[bool]:
+        """The stack lock if it is free now (yields True), else yields False at once: the
+        supervisor must never queue behind an ``up`` or ``down`` that is changing the stack."""
+        lock_path = self.home / "run" / "stack.lock"
+        lock_path.parent.mkdir(parents=True, exist_ok=True)
+        with lock_path.open("a+") as handle:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                yield False
+                return
+            try:
+                yield True
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
 

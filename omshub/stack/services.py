@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import sys
 import time
@@ -12,8 +13,24 @@ from typing import Any
 from omshub.core import procs
 from omshub.core.errors import ContractError, StackError
 from omshub.core.settings import Settings
-from omshub.stack.components import CONNECTOR, SANDBOX, WEB, WORKER, ComponentSpec, settings_env
-from schemas.status import RUNNING, ConnectorStatus, WorkerStatus, worker_status_path
+from omshub.stack.components import (
+    CONNECTOR,
+    SANDBOX,
+    SUPERVISOR,
+    WEB,
+    WORKER,
+    ComponentSpec,
+    settings_env,
+)
+from schemas.status import (
+    RECONNECTING,
+    RUNNING,
+    ConnectorStatus,
+    WorkerStatus,
+    read_supervisor_state,
+    supervisor_state_path,
+    worker_status_path,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -124,6 +141,11 @@ def _worker_healthy(status_file: Path, pid_file: Path) -> Callable[[], bool]:
         except ContractError as exc:
             raise StackError(f"{status_file}: {exc}") from None
         _check_writer(status_file, status.pid, pid_file)
+        if status.state == RECONNECTING:
+            raise StackError(
+                f"worker is reconnecting: cannot reach {', '.join(sorted(status.outages))}; "
+                "it resumes by itself once they are back"
+            )
         if status.state != RUNNING:
             raise StackError("worker has not reported RUNNING yet")
         if not status.assigned:
@@ -184,3 +206,18 @@ def web_component(settings: Settings) -> ComponentSpec:
         port=(settings.web_host, settings.web_port),
         port_setting="OMSHUB_WEB_PORT",
     )
+
+
+def supervisor_component(settings: Settings) -> ComponentSpec:
+    """``omshub supervise``: restarts the other components when they die (last to start, first
+    to stop). Healthy once it wrote its state file."""
+    home = settings.home.resolve()
+    pid_file = home / "run" / f"{SUPERVISOR}.pid"
+    state_file = supervisor_state_path(home)
+
+    def healthy() -> bool:
+        state = read_supervisor_state(state_file)
+        return state is not None and state.pid == procs.read_pid(pid_file)
+
+    spec = _python_component(settings, SUPERVISOR, ["supervise"], str(state_file), healthy)
+    return dataclasses.replace(spec, start_timeout=30.0, stop_timeout=10.0)

@@ -24,6 +24,7 @@ from omshub.stack.components import (
     KAFKA,
     MARIADB,
     SANDBOX,
+    SUPERVISOR,
     WEB,
     WORKER,
     ComponentSpec,
@@ -160,11 +161,15 @@ def test_status_with_external_services_masks_the_password(tmp_path: Path) -> Non
 
 def test_default_components_follow_settings(tmp_path: Path) -> None:
     names = [spec.name for spec in default_components(_embedded(tmp_path))]
-    assert names == [MARIADB, KAFKA, CONNECTOR, SANDBOX, WORKER, f"{WORKER}-2", WEB]
+    assert names == [MARIADB, KAFKA, CONNECTOR, SANDBOX, WORKER, f"{WORKER}-2", WEB, SUPERVISOR]
     only_services = _embedded(
         tmp_path, start_connector=False, start_sandbox=False, start_worker=False, start_web=False
     )
-    assert [spec.name for spec in default_components(only_services)] == [MARIADB, KAFKA]
+    assert [spec.name for spec in default_components(only_services)] == [
+        MARIADB,
+        KAFKA,
+        SUPERVISOR,
+    ]
 
 
 def test_status_of_a_fresh_home_is_stopped(tmp_path: Path) -> None:
