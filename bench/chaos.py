@@ -1078,6 +1078,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if chaos.start():
             chaos.run_phases(args.phase_list)
             settled = chaos.settle()
+            chaos.windows[-1].restarts = chaos.stack.restarts()
             result = chaos.collect(settled)
             chaos.judge(result)
             render(result, console)
