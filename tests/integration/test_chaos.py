@@ -22,8 +22,14 @@ REPO = Path(__file__).resolve().parents[2]
 pytestmark = [pytest.mark.chaos, pytest.mark.slow, pytest.mark.timeout(900)]
 
 
+ARTIFACTS = REPO / "tests" / "artifacts"
+
+
 def test_short_chaos_run_loses_nothing_and_fails_only_the_bad_rows(tmp_path: Path) -> None:
-    out = tmp_path / "chaos.json"
+    # the report and the run's output are kept where a failure can be read afterwards
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    out = ARTIFACTS / "chaos-short.json"
+    out.unlink(missing_ok=True)
     offset = os.environ.get("OMSHUB_TEST_CHAOS_PORT_OFFSET", "1000")
     argv = [sys.executable, str(REPO / "bench" / "chaos.py"), "--short", "--rate", "40"]
     argv += ["--phase-s", "25", "--warmup-s", "10", "--settle-s", "240"]
@@ -32,6 +38,7 @@ def test_short_chaos_run_loses_nothing_and_fails_only_the_bad_rows(tmp_path: Pat
     done = subprocess.run(
         argv, cwd=REPO, env=env, capture_output=True, text=True, timeout=840, check=False
     )
+    (ARTIFACTS / "chaos-short.log").write_text(done.stdout + done.stderr)
     log = (done.stdout + done.stderr)[-6000:]
     assert out.exists(), f"no report written (rc {done.returncode}):\n{log}"
     result = json.loads(out.read_text())
@@ -41,10 +48,10 @@ def test_short_chaos_run_loses_nothing_and_fails_only_the_bad_rows(tmp_path: Pat
     for name, phase in phases.items():
         assert phase["lost"] == 0, f"{name}: lost {phase['lost_keys']}\n{log}"
         assert phase["failed"] == 0, f"{name}: FAILED {phase['failed_sample']}\n{log}"
-    assert phases["steady"]["rows"] > 0 and phases["bad-rows"]["rows"] > 0
+    assert phases["steady"]["rows"] > 0 and phases["bad-rows"]["rows"] > 0, log
     bad = {row["kind"]: row for row in result["bad_rows"]}
     assert set(bad) == {"oversized", "malformed", "unknown-type"}, log
     for kind, row in bad.items():
-        assert row["status"] == "FAILED" and row["reason"].strip(), f"bad row {kind}: {row}"
+        assert row["status"] == "FAILED" and row["reason"].strip(), f"bad row {kind}: {row}\n{log}"
     assert result["problems"] == [], log
     assert done.returncode == 0, log
