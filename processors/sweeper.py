@@ -43,6 +43,8 @@ class SweepResult:
     are the caller's to send (the router's own rejection finds them FAILED and sends nothing)."""
     skipped_locked: bool = False
     skipped_in_flight: int = 0
+    database_error: str | None = None
+    """Set when the database could not be reached: the worker shows RECONNECTING meanwhile."""
 
 
 class Sweeper:
@@ -142,6 +144,7 @@ class Sweeper:
         except pymysql.err.MySQLError as exc:
             self.db.reset()
             log.error("sweep failed; will try again", extra={"error": str(exc)})
+            result.database_error = str(exc)
             return result
         self.totals["runs"] += 1
         self.totals["retries_due"] += result.retries_due
