@@ -71,6 +71,38 @@ class Sweeper:
             if r["id"] in errors and errors[r["id"]].startswith("unknown push_type")
         ]
 
+    def waiting(self, ids: Collection[int], source: dict[str, Any]) -> list[PushTask]:
+        """The rows among ``ids`` still waiting for an outcome (PENDING or RETRY), as tasks:
+        for failing a row from outside the push path (the connector refused its record).
+        Blocking; pymysql errors propagate (the caller retries with the message)."""
+        if not ids:
+            return []
+        conn = self.db.connection()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT id, order_no, push_type, payload, idempotency_key, attempts, "
+                    "parent_id, reverse_id, created_at FROM oms_order_push "
+                    "WHERE id IN %s AND status IN ('PENDING', 'RETRY')",
+                    (sorted(ids),),
+                )
+                names = [d[0] for d in cur.description]
+                rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+            conn.commit()
+        except pymysql.err.MySQLError:
+            self.db.reset()
+            raise
+        tasks = []
+        for row in rows:
+            created = row.get("created_at")
+            row["created_at"] = (
+                (created - _EPOCH) // dt.timedelta(milliseconds=1)
+                if isinstance(created, dt.datetime)
+                else None
+            )
+            tasks.append(task_from_row(row, source))
+        return tasks
+
     def run_once(self, in_flight: Collection[int] = ()) -> SweepResult:
         """One sweep (blocking; run it in a thread).
 

@@ -134,13 +134,16 @@ def record_limit(broker_max_bytes: int) -> int:
 
 def record_refused(err: Any) -> bool:
     """Whether a produce error (``KafkaError``) is about this record only."""
-    return err is not None and err.code() in RECORD_REFUSED_CODES
+    code = getattr(err, "code", None)
+    return callable(code) and code() in RECORD_REFUSED_CODES
 
 
 def producer_fatal(err: Any) -> bool:
     """Whether the producer instance is dead (fatal idempotence errors such as
     UNKNOWN_PRODUCER_ID after a broker restart): only a new producer can go on."""
-    return err is not None and (bool(err.fatal()) or err.code() == KafkaError._FATAL)
+    if not isinstance(err, KafkaError):
+        return False
+    return bool(err.fatal()) or err.code() == KafkaError._FATAL
 
 
 def consumer_config(
