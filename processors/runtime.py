@@ -258,7 +258,7 @@ async def build_runtime(settings: Settings, links: AppLinks) -> Runtime:
     stock = StockCoalescer(
         params,
         functools.partial(_publish_sellable, links.sellable),
-        functools.partial(deliver_sellable, workers["stock"]),
+        lambda update: deliver_sellable(workers["stock"], update, stock.superseded),
     )
     runtime = Runtime(
         settings=settings,
