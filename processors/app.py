@@ -29,6 +29,7 @@ from omshub.core.kafka import Kafka
 from omshub.core.settings import Settings
 from processors.agents import (
     cancel_lookup,
+    connector_errors,
     push_router,
     push_worker,
     reverse_flow,
@@ -136,6 +137,11 @@ def topology(settings: Settings) -> Topology:
                 reverse_flow.run,
                 concurrency=reverse_flow.CONCURRENCY,
                 allow_empty=True,
+            ),
+            AgentSpec(
+                "connector-errors",
+                (load_config(settings.connector_config).error_topic,),
+                connector_errors.run,
             ),
             AgentSpec(
                 "sellable-stock",

@@ -20,9 +20,9 @@ from typing import Any
 
 import aiohttp
 import orjson
-from confluent_kafka import Producer
+from confluent_kafka import KafkaException, Producer
 
-from omshub.core.kafka import producer_config
+from omshub.core.kafka import producer_config, producer_fatal, record_limit, record_refused
 from omshub.core.settings import Settings
 from processors.cancel_lookup import CancelApplicationIndex
 from processors.reverse import Intercepts, ReverseFlow
@@ -31,7 +31,7 @@ from processors.stock import SellableUpdate, StockCoalescer, deliver_sellable
 from processors.sweeper import Sweeper
 from processors.writeback import Database, WriteBack
 from schemas.pushes import PushType, push_topic
-from schemas.tasks import PushTask
+from schemas.tasks import Outcome, PushTask
 from workers.base import Worker
 from workers.http import HttpSession
 from workers.registry import build_workers, worker_for
@@ -91,48 +91,130 @@ class Runtime:
     in_flight: set[int] = field(default_factory=set)
     #: per push type: outcome totals and the latency of worker.handle() (status file "types")
     figures: TypeFigures = field(default_factory=_figures)
+    #: builds a replacement for ``producer`` after a fatal error
+    make_producer: Callable[[], Producer] | None = None
+    #: what this process cannot reach now ("broker", "database") -> since (epoch s); the status
+    #: file shows the worker RECONNECTING while it is not empty
+    outages: dict[str, float] = field(default_factory=dict)
 
     async def enqueue(self, tasks: list[PushTask]) -> None:
         """Publish tasks with librdkafka (C) and wait until the broker has them all.
 
         The router is the hot loop of the fan-out; Faust's pure-Python producer cost more than
-        everything else it does. A task the broker refused is left to the sweeper (its id is
-        dropped from ``in_flight`` so the sweeper will re-drive the row).
-        """
-        producer = self.producer
-        ns = self.settings.topic_namespace
-        failed: list[int] = []
+        everything else it does. Three kinds of failure, three answers:
 
-        def delivered(task_id: int) -> Callable[[Any, Any], None]:
+        * a task too large (``push_payload_max_bytes``, checked here at the edge) or refused by
+          the producer or the broker for itself (:data:`RECORD_REFUSED_CODES`) is bad input: its
+          row ends FAILED with a message naming the limit (and is dead-lettered), and the rest
+          of the batch goes on;
+        * a fatal producer error (an idempotent producer fenced after a broker restart) replaces
+          the producer: the old one can never deliver again;
+        * undelivered tasks (broker down) are left to the sweeper, their ids dropped from
+          ``in_flight``; ``outages["broker"]`` shows the worker as RECONNECTING meanwhile.
+        """
+        ns = self.settings.topic_namespace
+        limit = self.settings.push_payload_max_bytes
+        refused: list[tuple[PushTask, str]] = []
+        failed: list[int] = []
+        fatal: list[str] = []
+        by_id: dict[int, PushTask] = {}
+        producer = self.producer
+
+        def delivered(task: PushTask, size: int) -> Callable[[Any, Any], None]:
             def callback(err: Any, _msg: Any) -> None:
-                if err is not None:
-                    failed.append(task_id)
+                if err is None:
+                    return
+                if record_refused(err):
+                    refused.append((task, self._refused_message(err, size)))
+                else:
+                    failed.append(task.id)
+                    if producer_fatal(err):
+                        fatal.append(str(err))
 
             return callback
 
         for task in tasks:
+            value = task.to_json()
+            if len(value) > limit:
+                refused.append((task, self._oversized_message(len(value), limit)))
+                continue
+            by_id[task.id] = task
             self.in_flight.add(task.id)
             while True:
                 try:
                     producer.produce(
                         push_topic(task.push_type, ns),
                         key=task.order_no.encode(),
-                        value=task.to_json(),
-                        on_delivery=delivered(task.id),
+                        value=value,
+                        on_delivery=delivered(task, len(value)),
                     )
-                    break
                 except BufferError:
                     producer.poll(0.05)
-        remaining = await asyncio.get_running_loop().run_in_executor(
-            self.flusher, producer.flush, 30.0
-        )
+                    continue
+                except KafkaException as exc:
+                    err = exc.args[0] if exc.args else None
+                    if record_refused(err):
+                        refused.append((task, self._refused_message(err, len(value))))
+                    else:
+                        failed.append(task.id)
+                        if producer_fatal(err):
+                            fatal.append(str(err))
+                break
+        remaining = 0
+        if by_id:
+            remaining = await asyncio.get_running_loop().run_in_executor(
+                self.flusher, producer.flush, 30.0
+            )
+        for task, message in refused:
+            self.in_flight.discard(task.id)
+            self.counters["refused_oversized"] += 1
+            log.error(
+                "push task refused; its row is FAILED",
+                extra={"push_id": task.id, "push_type": task.push_type, "error": message},
+            )
+            await self.writeback.submit(task, Outcome.failed(message, task.attempts + 1))
+        if fatal:
+            self.replace_producer(fatal[0])
         if remaining or failed:
             self.counters["enqueue_failed"] += len(failed) + remaining
-            self.in_flight.difference_update(failed if not remaining else [t.id for t in tasks])
+            self.in_flight.difference_update(list(by_id) if remaining else failed)
+            self.outages.setdefault("broker", time.time())
             log.error(
                 "work topic did not take every task; the sweeper will re-drive them",
                 extra={"failed": len(failed), "undelivered": remaining},
             )
+        elif by_id:
+            self.outages.pop("broker", None)
+
+    def replace_producer(self, why: str) -> None:
+        """Drop a producer that can never deliver again and build a fresh one."""
+        if self.make_producer is None:
+            log.error("producer failed fatally and cannot be replaced", extra={"error": why})
+            return
+        old = self.producer
+        self.producer = self.make_producer()
+        self.counters["producer_replaced"] += 1
+        log.warning("producer replaced after a fatal error", extra={"error": why})
+        try:
+            old.purge()
+        except Exception as exc:  # noqa: BLE001 - the old producer is being dropped anyway
+            log.debug("purging the old producer failed", extra={"error": str(exc)})
+
+    def _oversized_message(self, size: int, limit: int) -> str:
+        return (
+            f"oversized_message: the push task is {size:,} bytes, above the "
+            f"{limit:,}-byte limit for work topics; shrink the payload, or raise "
+            "OMSHUB_PUSH_PAYLOAD_MAX_BYTES (and OMSHUB_KAFKA_MESSAGE_MAX_BYTES above it), "
+            "then replay the row"
+        )
+
+    def _refused_message(self, err: Any, size: int) -> str:
+        return (
+            f"refused_message: the broker or producer refused the {size:,}-byte push task "
+            f"({err.name()}: {err.str()}); the broker takes records up to "
+            f"{self.settings.kafka_message_max_bytes:,} bytes (OMSHUB_KAFKA_MESSAGE_MAX_BYTES); "
+            "raise it or shrink the payload, then replay the row"
+        )
 
     async def close(self) -> None:
         """Write back what is queued, flush the producer, close the HTTP clients."""
@@ -149,6 +231,18 @@ async def _publish_sellable(send: Send, update: SellableUpdate) -> None:
 async def build_runtime(settings: Settings, links: AppLinks) -> Runtime:
     """Build the runtime on the running loop (aiohttp and the write-back's task need one)."""
     params = settings.mysql()
+
+    def make_producer() -> Producer:
+        return Producer(
+            producer_config(
+                settings.bootstrap_servers,
+                **{
+                    "linger.ms": 2,
+                    "message.max.bytes": record_limit(settings.kafka_message_max_bytes),
+                },
+            )
+        )
+
     session = aiohttp.ClientSession(
         connector=aiohttp.TCPConnector(limit=0, ttl_dns_cache=300),
         json_serialize=lambda obj: orjson.dumps(obj).decode(),
@@ -164,7 +258,7 @@ async def build_runtime(settings: Settings, links: AppLinks) -> Runtime:
     stock = StockCoalescer(
         params,
         functools.partial(_publish_sellable, links.sellable),
-        functools.partial(deliver_sellable, workers["stock"]),
+        lambda update: deliver_sellable(workers["stock"], update, stock.superseded),
     )
     runtime = Runtime(
         settings=settings,
@@ -176,7 +270,8 @@ async def build_runtime(settings: Settings, links: AppLinks) -> Runtime:
         sweeper=Sweeper(Database(params), settings.sweeper_pending_after_s),
         reverse=ReverseFlow(params, Intercepts(session, settings.downstream_url)),
         stock=stock,
-        producer=Producer(producer_config(settings.bootstrap_servers, **{"linger.ms": 2})),
+        producer=make_producer(),
+        make_producer=make_producer,
     )
     writeback.start()
     return runtime

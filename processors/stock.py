@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+import time
 from collections.abc import Awaitable, Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -124,6 +125,11 @@ class StockCoalescer:
         self.counters = {"received": 0, "coalesced": 0, "stale": 0, "sent": 0, "push_failed": 0}
         self._lock = asyncio.Lock()
 
+    def superseded(self, update: SellableUpdate) -> bool:
+        """Whether a newer value for ``update``'s key is waiting for the next flush."""
+        waiting = self.pending.get(update.key)
+        return waiting is not None and waiting.position > update.position
+
     def add(self, update: SellableUpdate) -> None:
         self.counters["received"] += 1
         current = self.pending.get(update.key)
@@ -193,11 +199,20 @@ class StockCoalescer:
         return winners
 
 
-async def deliver_sellable(worker: Worker, update: SellableUpdate) -> bool:
+async def deliver_sellable(
+    worker: Worker,
+    update: SellableUpdate,
+    superseded: Callable[[SellableUpdate], bool] | None = None,
+    backoff: Backoff = _STOCK_BACKOFF,
+) -> bool:
     """Send one winning value to the stock system through its worker, retrying in place.
 
     A sellable value has no push row to carry its retries (the position guard already decided
-    it is the newest), so the attempts happen here, within the worker's own attempt budget.
+    it is the newest), so the attempts happen here, for the worker's whole budget (attempts
+    *and* ``retry_for_s``, counted from the first attempt), so that an outage shorter than the
+    budget loses no value. One thing ends it early on purpose: ``superseded`` — a newer value
+    for the same SKU and warehouse is waiting, and the stock system only needs the newest, so
+    the older one stops retrying and the next flush sends the newer one instead.
     """
     task = PushTask(
         id=0,
@@ -213,13 +228,19 @@ async def deliver_sellable(worker: Worker, update: SellableUpdate) -> bool:
         ).decode(),
         idempotency_key=update.event_id()[:128],
         source=update.source,
+        created_at_ms=int(time.time() * 1000),
     )
-    for attempt in range(worker.pool.max_attempts):
+    attempt = 0
+    while True:
         outcome = await worker.handle(dataclasses.replace(task, attempts=attempt))
         if outcome.status is PushStatus.DONE:
             return True
         if outcome.status is PushStatus.FAILED:
             break
-        await _STOCK_BACKOFF.sleep(attempt)
+        if superseded is not None and superseded(update):
+            log.info("sellable stock superseded while retrying", extra={"key": update.event_id()})
+            return True  # not lost: a newer value for this key is on its way
+        await backoff.sleep(attempt)
+        attempt += 1
     log.error("sellable stock not delivered", extra={"key": update.event_id()})
     return False

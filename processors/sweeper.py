@@ -43,6 +43,8 @@ class SweepResult:
     are the caller's to send (the router's own rejection finds them FAILED and sends nothing)."""
     skipped_locked: bool = False
     skipped_in_flight: int = 0
+    database_error: str | None = None
+    """Set when the database could not be reached: the worker shows RECONNECTING meanwhile."""
 
 
 class Sweeper:
@@ -68,6 +70,38 @@ class Sweeper:
             for r in rows
             if r["id"] in errors and errors[r["id"]].startswith("unknown push_type")
         ]
+
+    def waiting(self, ids: Collection[int], source: dict[str, Any]) -> list[PushTask]:
+        """The rows among ``ids`` still waiting for an outcome (PENDING or RETRY), as tasks:
+        for failing a row from outside the push path (the connector refused its record).
+        Blocking; pymysql errors propagate (the caller retries with the message)."""
+        if not ids:
+            return []
+        conn = self.db.connection()
+        try:
+            with conn.cursor() as cur:
+                cur.execute(
+                    "SELECT id, order_no, push_type, payload, idempotency_key, attempts, "
+                    "parent_id, reverse_id, created_at FROM oms_order_push "
+                    "WHERE id IN %s AND status IN ('PENDING', 'RETRY')",
+                    (sorted(ids),),
+                )
+                names = [d[0] for d in cur.description]
+                rows = [dict(zip(names, r, strict=True)) for r in cur.fetchall()]
+            conn.commit()
+        except pymysql.err.MySQLError:
+            self.db.reset()
+            raise
+        tasks = []
+        for row in rows:
+            created = row.get("created_at")
+            row["created_at"] = (
+                (created - _EPOCH) // dt.timedelta(milliseconds=1)
+                if isinstance(created, dt.datetime)
+                else None
+            )
+            tasks.append(task_from_row(row, source))
+        return tasks
 
     def run_once(self, in_flight: Collection[int] = ()) -> SweepResult:
         """One sweep (blocking; run it in a thread).
@@ -142,6 +176,7 @@ class Sweeper:
         except pymysql.err.MySQLError as exc:
             self.db.reset()
             log.error("sweep failed; will try again", extra={"error": str(exc)})
+            result.database_error = str(exc)
             return result
         self.totals["runs"] += 1
         self.totals["retries_due"] += result.retries_due

@@ -215,6 +215,7 @@ class Worker:
                     latency_ms=self._since(started),
                     downstream_id=failure.downstream_id,
                     context=failure.context,
+                    started_ms=task.created_at_ms,
                 )
             except Exception as exc:  # noqa: BLE001 - a bug must become a FAILED row, not a crash
                 return self.policy.failed(

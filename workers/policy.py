@@ -5,9 +5,9 @@ which alone decides the row's next state:
 
 * success → ``DONE``;
 * :class:`~omshub.core.errors.RetryableError` (5xx, timeout, connection refused or reset) →
-  ``RETRY`` with ``attempts + 1`` and ``next_retry_at = now + delay``, unless this was the last
-  allowed attempt (``attempts + 1 >= max_attempts``): then ``FAILED`` with
-  ``"gave up after N attempts: <last error>"``;
+  ``RETRY`` with ``attempts + 1`` and ``next_retry_at = now + delay``, unless the budget is spent:
+  at least ``max_attempts`` tries made *and* ``retry_for_s`` passed since the push was created
+  (when that is known); then ``FAILED`` with ``"gave up after N attempts in S s: <last error>"``;
 * :class:`~omshub.core.errors.PermanentError` (4xx, malformed answer, invalid payload) → ``FAILED``
   after this attempt, no retry;
 * any other exception is a bug → ``FAILED`` with its type and message, so the row (and the DLQ)
@@ -47,6 +47,8 @@ class RetryPolicy:
     backoff_base_s: float
     backoff_cap_s: float
     rng: random.Random = field(default_factory=random.Random, compare=False, repr=False)
+    #: seconds since the push was created before it may be given up (with max_attempts)
+    retry_for_s: float = 0.0
 
     def __post_init__(self) -> None:
         if self.max_attempts < 1:
@@ -63,6 +65,7 @@ class RetryPolicy:
             max_attempts=pool.max_attempts,
             backoff_base_s=pool.backoff_base_s,
             backoff_cap_s=pool.backoff_cap_s,
+            retry_for_s=pool.retry_for_s,
             rng=rng or random.Random(),
         )
 
@@ -85,6 +88,13 @@ class RetryPolicy:
     def delay_s(self, attempts: int, retry_after: float | None = None) -> float:
         """Seconds to wait before the next try of a push already tried ``attempts`` times."""
         return self.backoff.delay_s(attempts, at_least_s=retry_after)
+
+    def spent(self, made: int, now_ms: int, started_ms: int | None) -> bool:
+        """Whether a push tried ``made`` times, created at ``started_ms``, has used its budget:
+        enough attempts and (when its creation time is known) enough time."""
+        if made < self.max_attempts:
+            return False
+        return started_ms is None or now_ms - started_ms >= self.retry_for_s * 1000
 
     def done(
         self,
@@ -117,18 +127,23 @@ class RetryPolicy:
         latency_ms: float = 0.0,
         downstream_id: str | None = None,
         context: str | None = None,
+        started_ms: int | None = None,
     ) -> Outcome:
         """The outcome of an attempt that raised ``error`` (``attempts`` = tries made before it).
+
+        ``started_ms`` is when the push was created (epoch ms; its row's ``created_at``): the
+        duration half of the budget counts from there.
 
         ``context`` (where it happened, e.g. ``"unexpected error in WmsWorker.prepare"``) is put
         in front of the error's message.
         """
         made = attempts + 1
         if isinstance(error, RetryableError):
-            if made >= self.max_attempts:
+            if self.spent(made, now_ms, started_ms):
+                took = f" in {(now_ms - started_ms) / 1000:.0f} s" if started_ms is not None else ""
                 status, message, retry_at = (
                     PushStatus.FAILED,
-                    f"gave up after {made} attempts: {error}",
+                    f"gave up after {made} attempts{took}: {error}",
                     None,
                 )
             else:

@@ -17,7 +17,10 @@ class Pool:
     ``concurrency`` is the most pushes the worker has in flight at once; ``timeout_s`` bounds one
     HTTP exchange (connect, send, read the whole answer); a push is tried at most ``max_attempts``
     times, waiting ``min(backoff_cap_s, backoff_base_s * 2**attempts)`` with jitter in between
-    (see :mod:`workers.policy`).
+    (see :mod:`workers.policy`). The budget is a duration too: a push is given up only once it
+    had ``max_attempts`` tries *and* ``retry_for_s`` passed since its row was created, so a
+    downstream outage shorter than ``retry_for_s`` leaves nothing FAILED however many attempts
+    it cost.
     """
 
     concurrency: int
@@ -25,6 +28,7 @@ class Pool:
     max_attempts: int
     backoff_base_s: float
     backoff_cap_s: float
+    retry_for_s: float = 900.0
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -32,7 +36,7 @@ class Pool:
             value = getattr(self, name)
             if type(value) is not int or value < 1:
                 problems.append(f"{name} must be a whole number >= 1, got {value!r}")
-        for name in ("timeout_s", "backoff_base_s", "backoff_cap_s"):
+        for name in ("timeout_s", "backoff_base_s", "backoff_cap_s", "retry_for_s"):
             value = getattr(self, name)
             if (
                 isinstance(value, bool)

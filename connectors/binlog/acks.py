@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import time
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from connectors.binlog.offsets import FileOffsetStore, Offset
 from connectors.binlog.sink import Sink
 from connectors.binlog.status import ConnectorMetrics
 from omshub.core.errors import DeliveryFailedError
+from omshub.core.kafka import record_refused
 
 if TYPE_CHECKING:
     from connectors.binlog.incremental import IncrementalContext
@@ -25,17 +27,26 @@ if TYPE_CHECKING:
 OffsetTuple = tuple[str, int, int, int, "str | None"]
 
 
+#: ``rescue(ack, err, msg)``: takes over a record the broker refused for itself (see AckTracker)
+Rescue = Callable[["_Ack", Any, Any], bool]
+
+
 class _Ack:
     """One produced record's delivery report (or a boundary marker that needs none)."""
 
-    __slots__ = ("done", "error", "offset")
+    __slots__ = ("done", "error", "offset", "rescue")
 
-    def __init__(self, offset: OffsetTuple, done: bool = False) -> None:
+    def __init__(self, offset: OffsetTuple, done: bool = False, rescue: Rescue | None = None):
         self.offset = offset
         self.done = done
         self.error: Any = None
+        self.rescue = rescue
 
-    def __call__(self, err: Any, _msg: Any) -> None:
+    def __call__(self, err: Any, msg: Any) -> None:
+        if err is not None and self.rescue is not None and record_refused(err):
+            rescue, self.rescue = self.rescue, None  # once: the stand-in's own report is final
+            if rescue(self, err, msg):
+                return  # this ack now waits for the stand-in record's delivery report
         self.error = err
         self.done = True
 
@@ -46,9 +57,12 @@ class AckTracker:
     def __init__(self) -> None:
         self._queue: deque[_Ack] = deque()
         self.committable: OffsetTuple | None = None
+        #: set by the dispatcher: a record the broker refuses for itself is replaced by an
+        #: error record instead of stopping the stream at it
+        self.rescue: Rescue | None = None
 
     def track(self, offset: OffsetTuple) -> _Ack:
-        ack = _Ack(offset)
+        ack = _Ack(offset, rescue=self.rescue)
         self._queue.append(ack)
         return ack
 

@@ -122,6 +122,9 @@ class ConnectorConfig:
     offset_flush_interval_ms: int = 1000
     topic_partitions: int = 1
     topic_replication_factor: int = 1
+    #: largest key + value the producer sends (its ``message.max.bytes``); a larger record
+    #: becomes an error record. Set from OMSHUB_KAFKA_MESSAGE_MAX_BYTES by ``omshub connector``.
+    max_record_bytes: int = 1_048_076
     unimplemented: tuple[str, ...] = ()
     raw: Mapping[str, str] = field(default_factory=dict)
 

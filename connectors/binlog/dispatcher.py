@@ -11,12 +11,15 @@ import logging
 from typing import Any
 
 import orjson
+from confluent_kafka import KafkaException
 
 from connectors.binlog.acks import AckTracker, OffsetTuple
 from connectors.binlog.config import ConnectorConfig
 from connectors.binlog.envelope import now_ms
 from connectors.binlog.sink import Sink
 from connectors.binlog.status import ConnectorMetrics
+from omshub.core.kafka import record_refused
+from schemas.connector_error import ConnectorErrorRecord
 
 log = logging.getLogger(__name__)
 
@@ -36,6 +39,8 @@ class Dispatcher:
         self.metrics = metrics
         self._tracker = tracker
         self._since_poll = 0
+        self._sink: Sink | None = None
+        tracker.rescue = self._refused_in_report
 
     def send(
         self,
@@ -47,21 +52,120 @@ class Dispatcher:
         *,
         partition: int | None = None,
     ) -> None:
-        """Produce one record; ``offset`` None: nothing to commit once it is delivered."""
+        """Produce one record; ``offset`` None: nothing to commit once it is delivered.
+
+        A record the producer refuses for itself (larger than its ``message.max.bytes``) is
+        replaced by an error record carrying the same offset: bad input, not an outage, so the
+        stream goes on and nothing waits for a person.
+        """
         callback = self._tracker.track(offset) if offset is not None else _ignore
+        self._sink = sink
+        try:
+            self._produce(topic, key, value, callback, sink, partition)
+        except KafkaException as exc:
+            err = exc.args[0] if exc.args else None
+            if not record_refused(err) or topic == self.config.error_topic:
+                raise
+            self._refused(topic, key, len(value or b""), offset, str(err), callback, sink)
+        self._since_poll += 1
+        if self._since_poll >= _POLL_EVERY:
+            self._since_poll = 0
+            sink.poll(0)
+
+    @staticmethod
+    def _produce(
+        topic: str,
+        key: bytes | None,
+        value: bytes | None,
+        callback: Any,
+        sink: Sink,
+        partition: int | None = None,
+    ) -> None:
         while True:
             try:
                 if partition is None:
                     sink.produce(topic, key, value, callback)
                 else:
                     sink.produce(topic, key, value, callback, partition=partition)
-                break
+                return
             except BufferError:
                 sink.poll(0.05)
-        self._since_poll += 1
-        if self._since_poll >= _POLL_EVERY:
-            self._since_poll = 0
-            sink.poll(0)
+
+    def _refused_in_report(self, ack: Any, err: Any, msg: Any) -> bool:
+        """The broker refused a delivered record (its limit below the producer's): the same
+        answer as a refusal at ``produce()``, from inside the producer's poll. False (the ack
+        then fails and the connector restarts from its last offset, as before) only when the
+        error record cannot even be queued."""
+        sink = self._sink
+        if sink is None or msg is None or msg.topic() == self.config.error_topic:
+            return False
+        value = msg.value()
+        try:
+            self._refused(
+                msg.topic(),
+                msg.key(),
+                len(value or b""),
+                ack.offset,
+                str(err),
+                ack,
+                sink,
+                queue_only=True,
+            )
+        except (BufferError, KafkaException) as exc:
+            log.error("error record not queued", extra={"error": str(exc)})
+            return False
+        return True
+
+    def _refused(
+        self,
+        topic: str,
+        key: bytes | None,
+        size: int,
+        offset: OffsetTuple | None,
+        error: str,
+        callback: Any,
+        sink: Sink,
+        *,
+        queue_only: bool = False,
+    ) -> None:
+        limit = self.config.max_record_bytes
+        file, _txn, pos, row = (offset or ("", 0, 0, 0, None))[:4]
+        key_text = key.decode("utf-8", "replace")[:1000] if key is not None else None
+        db, _, table = topic.removeprefix(self.config.topic_prefix + ".").partition(".")
+        message = (
+            f"refused_message: the change record of {db}.{table} key {key_text} at {file}:{pos} "
+            f"is {size:,} bytes and the broker refused it ({error}); records may be up to "
+            f"{limit:,} bytes (OMSHUB_KAFKA_MESSAGE_MAX_BYTES; with Debezium, Connect's "
+            "producer.max.request.size): raise it or shrink the row"
+        )
+        self.metrics.errors_total += 1
+        self.metrics.last_error = message
+        log.error(
+            "record refused by the broker; written to the error topic",
+            extra={"topic": topic, "position": f"{file}:{pos}", "size": size, "error": error},
+        )
+        record = ConnectorErrorRecord(
+            kind="refused",
+            connector=self.config.name,
+            db=db,
+            table=table,
+            topic=topic,
+            key=key_text,
+            file=file,
+            pos=pos,
+            row=row,
+            size=size,
+            limit=limit,
+            error=message,
+            ts_ms=now_ms(),
+        )
+        if not queue_only:
+            sink.ensure_topic(self.config.error_topic)
+        error_key = orjson.dumps({"table": f"{db}.{table}"})
+        if queue_only:  # inside a delivery callback: no poll, no admin calls
+            sink.produce(self.config.error_topic, error_key, record.encode(), callback)
+        else:
+            self._produce(self.config.error_topic, error_key, record.encode(), callback, sink)
 
     def error_record(
         self,
@@ -84,23 +188,21 @@ class Dispatcher:
             },
         )
         sink.ensure_topic(self.config.error_topic)
-        value = orjson.dumps(
-            {
-                "connector": self.config.name,
-                "db": db,
-                "table": table,
-                "file": offset[0],
-                "pos": offset[2],
-                "row": offset[3],
-                "error": f"{type(exc).__name__}: {exc}",
-                "raw": repr(row)[:4000] if row is not None else None,
-                "ts_ms": now_ms(),
-            },
+        record = ConnectorErrorRecord(
+            connector=self.config.name,
+            db=db,
+            table=table,
+            file=offset[0],
+            pos=offset[2],
+            row=offset[3],
+            error=f"{type(exc).__name__}: {exc}",
+            raw=repr(row)[:4000] if row is not None else None,
+            ts_ms=now_ms(),
         )
         self.send(
             self.config.error_topic,
             orjson.dumps({"table": f"{db}.{table}"}),
-            value,
+            record.encode(),
             offset,
             sink,
         )

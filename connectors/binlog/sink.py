@@ -33,7 +33,9 @@ class Sink(Protocol):
 
 class KafkaSink:
     def __init__(self, bootstrap_servers: str, config: ConnectorConfig) -> None:
-        self._producer = Producer(producer_config(bootstrap_servers))
+        self._producer = Producer(
+            producer_config(bootstrap_servers, **{"message.max.bytes": config.max_record_bytes})
+        )
         self._kafka = Kafka(bootstrap_servers, timeout=15.0)
         self._config = config
         self._known: set[str] = set()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import signal
 import uuid
@@ -46,10 +47,14 @@ def connector_run(
     from connectors.binlog.control import control_path
     from connectors.binlog.offsets import FileOffsetStore
     from connectors.binlog.sink import KafkaSink
+    from omshub.core.kafka import record_limit
 
     settings = ctx_settings(ctx)
     setup_logging(settings.log_level)
-    config = load_config(config_path or settings.connector_config, parse_sets(sets))
+    config = dataclasses.replace(
+        load_config(config_path or settings.connector_config, parse_sets(sets)),
+        max_record_bytes=record_limit(settings.kafka_message_max_bytes),
+    )
     default_offsets, default_status = _connector_paths(settings)
     runner = BinlogConnector(
         config,

@@ -109,6 +109,43 @@ def producer_config(bootstrap_servers: str, **overrides: Any) -> dict[str, Any]:
     return config
 
 
+#: librdkafka error codes that condemn one record, not the producer or the broker: retrying
+#: the same bytes can never succeed, so the record is bad input (error topic, FAILED row)
+RECORD_REFUSED_CODES = frozenset(
+    {
+        KafkaError.MSG_SIZE_TOO_LARGE,
+        KafkaError.RECORD_LIST_TOO_LARGE,
+        KafkaError.INVALID_MSG_SIZE,
+        KafkaError.INVALID_RECORD,
+        KafkaError.INVALID_MSG,
+    }
+)
+
+#: room for the record batch header and the record's own framing under the broker's limit
+RECORD_OVERHEAD_BYTES = 512
+
+
+def record_limit(broker_max_bytes: int) -> int:
+    """The largest key + value a producer should send to a broker whose ``message.max.bytes``
+    is ``broker_max_bytes``: set as the producer's own limit, so that an oversized record fails
+    at ``produce()`` with a clear error instead of in a delivery report after a round trip."""
+    return max(1024, broker_max_bytes - RECORD_OVERHEAD_BYTES)
+
+
+def record_refused(err: Any) -> bool:
+    """Whether a produce error (``KafkaError``) is about this record only."""
+    code = getattr(err, "code", None)
+    return callable(code) and code() in RECORD_REFUSED_CODES
+
+
+def producer_fatal(err: Any) -> bool:
+    """Whether the producer instance is dead (fatal idempotence errors such as
+    UNKNOWN_PRODUCER_ID after a broker restart): only a new producer can go on."""
+    if not isinstance(err, KafkaError):
+        return False
+    return bool(err.fatal()) or err.code() == KafkaError._FATAL
+
+
 def consumer_config(
     bootstrap_servers: str, group_id: str, session_timeout_ms: int = 6000, **overrides: Any
 ) -> dict[str, Any]:

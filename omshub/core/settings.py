@@ -97,7 +97,15 @@ class Settings(BaseSettings):
     kafka_message_max_bytes: int = Field(
         1_048_588,
         ge=1024,
-        description="Largest record batch the embedded broker accepts (message.max.bytes).",
+        description="Largest record batch the embedded broker accepts (its message.max.bytes); "
+        "the connector's and workers' producers refuse records within 512 bytes of it, and Kafka "
+        "Connect's producer gets it as max.request.size. A refused row ends FAILED, naming this.",
+    )
+    push_payload_max_bytes: int = Field(
+        524_288,
+        ge=1024,
+        description="Largest push task (payload and its envelope) the router sends to a work "
+        "topic; a larger row ends FAILED with a message naming this setting.",
     )
     java_home: Path | None = Field(
         None, description="JDK/JRE (17+) for Kafka and Connect; default: `java` on PATH."

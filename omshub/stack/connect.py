@@ -30,6 +30,7 @@ import orjson
 
 from omshub.core import mysql, procs
 from omshub.core.errors import ConfigError, StackError
+from omshub.core.kafka import record_limit
 from omshub.core.settings import Settings
 from omshub.stack import jvm
 from omshub.stack.components import CONNECTOR, ComponentSpec
@@ -113,8 +114,14 @@ def worker_properties(settings: Settings, plugin_path: Path, group_id: str) -> d
       default makes it wait up to 5 minutes for a peer that does not exist before it takes its
       tasks back.
     * ``FileConfigProvider``: the database password is a ``${file:...}`` reference.
+    * ``producer.max.request.size`` just under the broker's ``message.max.bytes``
+      (OMSHUB_KAFKA_MESSAGE_MAX_BYTES), as the embedded connector's producer: with the
+      connector's ``errors.tolerance=all`` a larger record is logged and skipped (KIP-779)
+      instead of failing the task; its push row is then failed by the router's size check when
+      the sweeper re-drives it (docs/RELIABILITY.md).
     """
     return {
+        "producer.max.request.size": str(record_limit(settings.kafka_message_max_bytes)),
         "bootstrap.servers": settings.bootstrap_servers,
         "group.id": group_id,
         "config.storage.topic": f"{group_id}-configs",
@@ -185,6 +192,11 @@ def effective_config(settings: Settings, secrets: Path) -> tuple[str, dict[str, 
             "topic.creation.default.replication.factor": "1",
         }
     )
+    # a record Connect cannot convert or produce is bad input, not a reason to stop the task
+    # (the default, "none", stops capture for every table until a person restarts it)
+    config.setdefault("errors.tolerance", "all")
+    config.setdefault("errors.log.enable", "true")
+    config.setdefault("errors.log.include.messages", "false")
     return name, config
 
 

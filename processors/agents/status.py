@@ -10,7 +10,7 @@ from pathlib import Path
 from omshub.core.fileio import write_bytes_atomic
 from processors.cancel_lookup import stats as lookup_stats
 from processors.runtime import Runtime
-from schemas.status import RUNNING, WorkerStatus, worker_status_path
+from schemas.status import RECONNECTING, RUNNING, WorkerStatus, worker_status_path
 
 INTERVAL_S = 1.0
 
@@ -21,7 +21,7 @@ def status_file(rt: Runtime) -> Path:
 
 def current(rt: Runtime) -> WorkerStatus:
     return WorkerStatus(
-        state=RUNNING,
+        state=RECONNECTING if rt.outages else RUNNING,
         pid=os.getpid(),
         worker_name=rt.settings.worker_name,
         host=socket.gethostname(),
@@ -35,6 +35,7 @@ def current(rt: Runtime) -> WorkerStatus:
         lookup=lookup_stats(rt.lookup),
         assigned=sorted(f"{tp.topic}:{tp.partition}" for tp in rt.links.assignment()),
         types=rt.figures.snapshot(),
+        outages=dict(rt.outages),
     )
 
 

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
+
+import pymysql
 
 from processors.runtime import Runtime
 from processors.writeback import dlq_record
@@ -20,6 +23,10 @@ async def sweep(rt: Runtime) -> None:
     loop = asyncio.get_running_loop()
     in_flight = frozenset(rt.in_flight)
     result = await loop.run_in_executor(rt.executor, rt.sweeper.run_once, in_flight)
+    if result.database_error is not None:
+        rt.outages.setdefault("database", time.time())
+    else:
+        rt.outages.pop("database", None)
     for task in result.stale_pending:
         await rt.enqueue([task])
     for task, error in result.failed_unknown:
@@ -29,11 +36,17 @@ async def sweep(rt: Runtime) -> None:
             log.error("DLQ record not sent", extra={"push_id": task.id, "error": str(exc)})
     rt.counters["swept_retries"] += result.retries_due
     rt.counters["swept_pending"] += len(result.stale_pending)
-    if result.skipped_locked:
+    if result.skipped_locked or result.database_error is not None:
+        return  # the reverse part needs the lock and the database; the next run tries again
+    try:
+        stale = await loop.run_in_executor(
+            rt.executor, rt.reverse.stale, rt.settings.sweeper_pending_after_s
+        )
+    except pymysql.err.MySQLError as exc:
+        # the database went away between the two queries: the same outage, not a crash
+        rt.outages.setdefault("database", time.time())
+        log.error("stale reverse orders not read; will try again", extra={"error": str(exc)})
         return
-    stale = await loop.run_in_executor(
-        rt.executor, rt.reverse.stale, rt.settings.sweeper_pending_after_s
-    )
     for reverse_no in stale:
         try:
             await rt.reverse.process(reverse_no)

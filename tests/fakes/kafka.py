@@ -246,3 +246,58 @@ def broker_down() -> SourceUnavailableError:
         "running (omshub status)?",
         retry_after=2.0,
     )
+
+
+class ScriptedProducer:
+    """A confluent-kafka ``Producer`` whose answers a test scripts per record.
+
+    ``script`` maps a record's key to what happens to it: ``"ok"`` (delivered), a ``KafkaError``
+    raised from ``produce()`` (``("raise", err)``) or reported in its delivery callback
+    (``("report", err)``), or ``"stuck"`` (never delivered: ``flush`` returns it as remaining).
+    Unscripted records are delivered.
+    """
+
+    def __init__(self, script: dict[bytes, Any] | None = None) -> None:
+        self.script = script or {}
+        self.sent: list[tuple[str, bytes | None, bytes | None]] = []
+        self._callbacks: list[tuple[Any, Any]] = []
+        self._stuck = 0
+        self.purged = False
+
+    def produce(
+        self,
+        topic: str,
+        value: bytes | None = None,
+        key: bytes | None = None,
+        on_delivery: Any = None,
+    ) -> None:
+        from confluent_kafka import KafkaException
+
+        action = self.script.get(key or b"", "ok")
+        if isinstance(action, tuple) and action[0] == "raise":
+            raise KafkaException(action[1])
+        if action == "stuck":
+            self._stuck += 1
+            return
+        self.sent.append((topic, key, value))
+        err = action[1] if isinstance(action, tuple) else None
+        self._callbacks.append((on_delivery, err))
+
+    def poll(self, timeout: float = 0) -> int:
+        del timeout
+        callbacks, self._callbacks = self._callbacks, []
+        for callback, err in callbacks:
+            if callback is not None:
+                callback(err, None)
+        return len(callbacks)
+
+    def flush(self, timeout: float = 0) -> int:
+        self.poll(timeout)
+        return self._stuck
+
+    def purge(self) -> None:
+        self.purged = True
+
+    def unstick(self) -> None:
+        """The broker is back: what was stuck in the queue is delivered."""
+        self._stuck = 0

@@ -178,8 +178,10 @@ def _pipeline(
     extra_env: dict[str, str] | None = None,
 ) -> Iterator[Pipeline]:
     namespace = f"it{uuid.uuid4().hex[:8]}"
+    # retry_for_s short too: the give-up tests expect FAILED after max_attempts, not minutes
     fast_retries = {
-        cls.name: {"backoff_base_s": 0.2, "backoff_cap_s": 1.0} for cls in WORKER_CLASSES
+        cls.name: {"backoff_base_s": 0.2, "backoff_cap_s": 1.0, "retry_for_s": 1.0}
+        for cls in WORKER_CLASSES
     }
     env = {
         **os.environ,

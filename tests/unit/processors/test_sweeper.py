@@ -398,7 +398,7 @@ def test_a_failing_release_is_a_database_error_too():
     sweep, db = sweeper([row(1)])
     db.fail_at["RELEASE_LOCK"] = LOST
     result = sweep.run_once()
-    assert db.resets == 1 and sweep.totals["runs"] == 0
+    assert db.resets == 1 and sweep.totals["runs"] == 0 and result.database_error
     assert [t.id for t in result.stale_pending] == [1]  # still handed back: touch committed
     assert sweep.run_once().stale_pending == []  # the touch had been committed
 
@@ -407,7 +407,8 @@ def test_no_connection_is_a_database_error():
     sweep, db = sweeper([row(1)])
     db.connect_error = pymysql.err.OperationalError(2003, "Can't connect to MySQL server")
     result = sweep.run_once()
-    assert result == type(result)()  # an empty result
+    assert result.database_error is not None and "Can't connect" in result.database_error
+    assert result == type(result)(database_error=result.database_error)  # otherwise empty
     assert db.resets == 1 and db.statements == []
 
 

@@ -49,8 +49,10 @@ def test_the_table_covers_every_push_type_and_change_topic(settings: Settings) -
         "push-router",
         "reverse-flow",
         "sellable-stock",
+        "connector-errors",
         *(f"worker-{cls.name}" for cls in WORKER_CLASSES),
     }
+    assert by_topic["__omshub-connector-errors.oms"] == "connector-errors"
     assert by_topic[table_topic(settings, "oms_order_push")] == "push-router"
     assert by_topic[table_topic(settings, "oms_reverse_order")] == "reverse-flow"
     assert by_topic[table_topic(settings, "wms_inv")] == "sellable-stock"

@@ -37,6 +37,7 @@ def written(**changes: Any) -> dict[str, Any]:
                 "latency_ms": {"p50": 3.5, "p99": 9.0, "count": 12},
             }
         },
+        "outages": {},
     }
     data.update(changes)
     return data
@@ -51,6 +52,16 @@ def test_decodes_the_file_the_worker_writes_and_round_trips() -> None:
     assert status.types["WMS_RETURN"]["latency_ms"]["p99"] == 9.0
     assert orjson.loads(status.to_json()) == written()
     assert WorkerStatus.from_json(status.to_json()) == status
+
+
+def test_a_reconnecting_worker_says_what_it_cannot_reach() -> None:
+    status = WorkerStatus.from_json(
+        orjson.dumps(written(state="RECONNECTING", outages={"broker": 1_700_000_050.0}))
+    )
+    assert status.state == "RECONNECTING" and status.outages == {"broker": 1_700_000_050.0}
+    older = written()
+    del older["outages"]  # a file from a worker before outages existed still reads
+    assert WorkerStatus.from_json(orjson.dumps(older)).outages == {}
 
 
 def test_integer_timestamps_and_unknown_keys_are_accepted() -> None:

@@ -150,3 +150,21 @@ def test_errors_are_one_line_and_clipped() -> None:
     assert o.error.startswith("a b x")
     assert len(o.error) == MAX_ERROR_CHARS
     assert o.error.endswith("…")
+
+
+def test_the_budget_is_attempts_and_a_duration() -> None:
+    """An outage shorter than retry_for_s leaves nothing FAILED, however many attempts."""
+    from omshub.core.errors import DownstreamUnavailableError
+
+    p = RetryPolicy(3, 1.0, 60.0, random.Random(1), retry_for_s=600.0)
+    created = 1_000_000
+    down = DownstreamUnavailableError("wms: connection refused")
+    early = p.failed(down, 5, now_ms=created + 30_000, started_ms=created)
+    assert early.status is PushStatus.RETRY and early.attempts == 6
+    late = p.failed(down, 5, now_ms=created + 600_000, started_ms=created)
+    assert late.status is PushStatus.FAILED
+    assert late.error is not None and late.error.startswith("gave up after 6 attempts in 600 s")
+    # attempts alone still count when the creation time is unknown (zero created_at)
+    assert p.failed(down, 2, now_ms=created, started_ms=None).status is PushStatus.FAILED
+    # and a duration alone does not: too few attempts is never the end
+    assert p.failed(down, 0, now_ms=created + 10**9, started_ms=created).status is PushStatus.RETRY
