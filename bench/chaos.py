@@ -509,13 +509,15 @@ class Faults:
         time.sleep(TIMED_FAULT_S)
         self.baseline()
         worst = max(timeouts.values())
-        return f"answers after each system's worker timeout + 1 s (up to {worst + 1:g} s) for 10 s"
+        return f"latency = worker timeout + 1 s (to {worst + 1:g} s) for {TIMED_FAULT_S:g} s"
 
     def _bad_rows(self, until: Callable[[], float]) -> str:
         tag = self.load.tag
+        one_line = {"line_no": 10_000, "sku_code": "SKU0001", "quantity": 1}
+        per_line = len(orjson.dumps(one_line)) + 1
         big_lines = [
             {"line_no": n, "sku_code": "SKU0001", "quantity": 1}
-            for n in range(1, OVERSIZED_BYTES // 45)
+            for n in range(1, OVERSIZED_BYTES // per_line)
         ]
         big = {"reverse_no": f"R{tag}BIG", "warehouse_code": "WH01", "lines": big_lines}
         rows = [
@@ -536,15 +538,16 @@ class Faults:
                         "idempotency_key) VALUES (%s, %s, %s, 'PENDING', %s)",
                         (f"SO{tag}BAD{len(self.bad_rows)}", push_type, payload, key),
                     )
-                    done.append(f"{kind} ({len(payload):,} B)" if kind == "oversized" else kind)
+                    size = f" {len(payload) / 1e6:.2f} MB" if kind == "oversized" else ""
+                    done.append(kind + size)
                 cur.execute(
                     f"ALTER TABLE oms_order_push ADD COLUMN IF NOT EXISTS {DDL_COLUMN} "
                     "VARCHAR(16) NULL"
                 )
-                done.append(f"ADD COLUMN {DDL_COLUMN}")
+                done.append("ADD COLUMN")
                 time.sleep(max(1.0, min(10.0, until() / 3)))
                 cur.execute(f"ALTER TABLE oms_order_push DROP COLUMN IF EXISTS {DDL_COLUMN}")
-                done.append(f"DROP COLUMN {DDL_COLUMN}")
+                done.append("DROP COLUMN")
         except pymysql.err.Error as exc:
             self.notes.append(f"bad rows: {type(exc).__name__}: {exc}")
             done.append(f"stopped: {exc}")
