@@ -18,6 +18,7 @@ from connectors.binlog.config import ConnectorConfig
 from connectors.binlog.envelope import now_ms
 from connectors.binlog.sink import Sink
 from connectors.binlog.status import ConnectorMetrics
+from omshub.core.errors import DeliveryFailedError
 from omshub.core.kafka import record_refused
 from schemas.connector_error import ConnectorErrorRecord
 
@@ -65,7 +66,12 @@ class Dispatcher:
         except KafkaException as exc:
             err = exc.args[0] if exc.args else None
             if not record_refused(err) or topic == self.config.error_topic:
-                raise
+                # the producer, not the record (fenced after a broker restart, _FATAL): the
+                # connector reconnects with a new sink from the last committed offset
+                raise DeliveryFailedError(
+                    f"the producer cannot send ({err}); reconnecting with a new producer from "
+                    "the last committed offset"
+                ) from exc
             self._refused(topic, key, len(value or b""), offset, str(err), callback, sink)
         self._since_poll += 1
         if self._since_poll >= _POLL_EVERY:

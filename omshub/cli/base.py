@@ -7,6 +7,7 @@ instead of patching modules.
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -14,6 +15,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import click
 from pydantic import ValidationError
+from pydantic_settings import SettingsError
 from rich.console import Console
 from rich.text import Text
 
@@ -36,13 +38,23 @@ def fail(message: str, code: int = 2) -> NoReturn:
 
 
 def load_settings() -> Settings:
+    """Settings from the environment; a value that cannot work exits 2 naming its variable."""
     try:
         return Settings()
     except ValidationError as exc:
-        problems = "; ".join(
-            f"OMSHUB_{'_'.join(str(p) for p in e['loc']).upper()}: {e['msg']}" for e in exc.errors()
-        )
-        fail(f"invalid settings: {problems}")
+        fail(f"invalid settings: {'; '.join(_problem(e['loc'], e['msg']) for e in exc.errors())}")
+    except SettingsError as exc:
+        # a dict or list setting whose value is not JSON: pydantic-settings raises before
+        # validating, naming the field only in its message
+        found = re.search(r'field "(\w+)"', str(exc))
+        name = f"OMSHUB_{found.group(1).upper()}" if found else "an OMSHUB_ variable"
+        fail(f"invalid settings: {name} is not valid JSON: {exc.__cause__ or exc}")
+
+
+def _problem(loc: tuple[int | str, ...], message: str) -> str:
+    """``OMSHUB_WORKER_POOLS[wms][timeout_s]: ...``: the variable, then where inside its JSON."""
+    variable = f"OMSHUB_{str(loc[0]).upper()}" if loc else "OMSHUB_*"
+    return variable + "".join(f"[{part}]" for part in loc[1:]) + f": {message}"
 
 
 def _database(settings: Settings) -> Database:

@@ -18,6 +18,7 @@ from omshub.core.errors import ConfigError
 
 PACKAGE_ROOT = Path(__file__).resolve().parents[2]
 DEFAULT_CONNECTOR_CONFIG = PACKAGE_ROOT / "connectors" / "debezium" / "oms.json"
+_LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 @dataclass(frozen=True)
@@ -129,7 +130,7 @@ class Settings(BaseSettings):
         768, ge=128, description="Heap of the local Kafka Connect worker (-Xms = -Xmx), in MiB."
     )
     kafka_session_timeout_ms: int = Field(
-        6000, description="Consumer session timeout; short so a new group joins quickly."
+        6000, gt=0, description="Consumer session timeout; short so a new group joins quickly."
     )
 
     connector_config: Path = Field(
@@ -193,8 +194,12 @@ class Settings(BaseSettings):
         description="Bearer token for mutating REST calls (pause, resume, restart). Unset: one is "
         "generated into <home>/run/web.token on first start and read from there by the CLI.",
     )
-    web_refresh_s: float = Field(2.0, description="How often the dashboard's figures are sampled.")
-    web_history_s: float = Field(3600.0, description="How much history the dashboard's plots keep.")
+    web_refresh_s: float = Field(
+        2.0, gt=0, description="How often the dashboard's figures are sampled."
+    )
+    web_history_s: float = Field(
+        3600.0, gt=0, description="How much history the dashboard's plots keep."
+    )
     web_lag_groups: list[str] = Field(
         default_factory=list,
         description="Consumer groups to show lag for besides the workers' own (app id), as JSON.",
@@ -233,13 +238,18 @@ class Settings(BaseSettings):
         "http://connect:9404/metrics), with the rules of deploy/connect/jmx-exporter.json; the "
         "dashboard reads Debezium's lag and binlog position there. The local Connect's is known.",
     )
-    sweeper_interval_s: float = Field(2.0, description="How often the sweeper looks for work.")
+    sweeper_interval_s: float = Field(
+        2.0, gt=0, description="How often the sweeper looks for work."
+    )
     sweeper_pending_after_s: float = Field(
         30.0,
+        gt=0,
         description="A PENDING row no worker finished after this many seconds is re-driven.",
     )
-    writeback_max_batch: int = Field(500, description="Outcomes written back per statement.")
-    writeback_flush_ms: int = Field(20, description="Longest an outcome waits to be written.")
+    # A batch of 0 would take nothing from the queue forever: the write-back would spin and never
+    # write an outcome (found by the bad-input catalogue, docs/RELIABILITY.md).
+    writeback_max_batch: int = Field(500, ge=1, description="Outcomes written back per statement.")
+    writeback_flush_ms: int = Field(20, ge=0, description="Longest an outcome waits to be written.")
 
     def downstream_url(self, system: str) -> str:
         """Base URL for one downstream system (override, else the shared base URL)."""
@@ -259,6 +269,33 @@ class Settings(BaseSettings):
         if not 0 < value < 65536:
             raise ValueError(f"port {value} is outside 1-65535")
         return value
+
+    @field_validator("log_level")
+    @classmethod
+    def _known_level(cls, value: str) -> str:
+        # logging.setLevel raises on an unknown name, in every entry point at once: say it here
+        level = value.strip().upper()
+        if level not in _LOG_LEVELS:
+            raise ValueError(f"{value!r} is not a log level; use one of {', '.join(_LOG_LEVELS)}")
+        return level
+
+    @field_validator("home")
+    @classmethod
+    def _home_is_a_directory(cls, value: Path) -> Path:
+        # a file here made every command fail later with a NotADirectoryError traceback
+        if value.expanduser().exists() and not value.expanduser().is_dir():
+            raise ValueError(f"{value} is a file; OMSHUB_HOME must be a directory")
+        return value
+
+    @field_validator("downstream_base_url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        return _check_http_url(value)
+
+    @field_validator("downstream_urls")
+    @classmethod
+    def _http_urls(cls, value: dict[str, str]) -> dict[str, str]:
+        return {system: _check_http_url(url, system) for system, url in value.items()}
 
     @property
     def embedded_mysql(self) -> bool:
@@ -296,6 +333,16 @@ class Settings(BaseSettings):
                 database=self.mysql_database,
             )
         return parse_mysql_url(self.mysql_url.get_secret_value(), self.mysql_database)
+
+
+def _check_http_url(value: str, system: str | None = None) -> str:
+    """A downstream base URL must be http(s) with a host: otherwise every push would end FAILED
+    with an invalid-URL error, one by one, instead of the worker refusing to start."""
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        where = f" for {system}" if system else ""
+        raise ValueError(f"{value!r}{where} is not an http:// or https:// URL with a host")
+    return value
 
 
 def parse_mysql_url(url: str, default_db: str) -> MySQLParams:

@@ -131,8 +131,9 @@ def _kafka_prepare(settings: Settings, paths: KafkaPaths, log_file: Path) -> Non
         "kafka.tools.StorageTool",
         "format",
         "--ignore-formatted",
-        "-t",
-        cluster_id,
+        # one argument, not "-t <id>": a URL-safe base64 id starts with "-" one time in 64, and
+        # argparse then reads it as an option ("--cluster-id: expected one argument")
+        f"--cluster-id={cluster_id}",
         "-c",
         str(paths.config),
     ]

@@ -29,7 +29,13 @@ from omshub.core.kafka import Kafka, PartitionLag
 from omshub.core.settings import Settings
 from omshub.stack.connect_rest import connect_connectors
 from schemas.dlq import DlqRecord
-from schemas.status import ConnectorStatus, read_connector_status, read_worker_status
+from schemas.status import (
+    ConnectorStatus,
+    read_connector_status,
+    read_supervisor_state,
+    read_worker_status,
+    supervisor_state_path,
+)
 
 log = logging.getLogger(__name__)
 
@@ -142,6 +148,28 @@ class Collector:
                 }
             )
         return out
+
+    # -- supervisor ------------------------------------------------------------------------
+
+    def supervisor(self) -> list[dict[str, Any]]:
+        """Each supervised component's restarts and state (``omshub supervise``'s file)."""
+        try:
+            state = read_supervisor_state(supervisor_state_path(self.settings.home))
+        except ContractError as exc:
+            log.warning("supervisor state skipped", extra={"error": str(exc)})
+            return []
+        if state is None:
+            return []
+        return [
+            {
+                "name": name,
+                "state": comp.state,
+                "restarts": comp.restarts,
+                "last_error": comp.last_error,
+                "log_tail": comp.log_tail[-5:] if comp.state == "crashloop" else [],
+            }
+            for name, comp in sorted(state.components.items())
+        ]
 
     # -- pushes ----------------------------------------------------------------------------
 
@@ -281,6 +309,7 @@ class Collector:
             "connectors": self.connectors(now),
             "workers": workers,
             "pushes": self.pushes(now),
+            "supervisor": self.supervisor(),
             "errors": [],
         }
         try:

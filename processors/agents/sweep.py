@@ -7,6 +7,7 @@ orders with it.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 
@@ -23,6 +24,8 @@ async def sweep(rt: Runtime) -> None:
     loop = asyncio.get_running_loop()
     in_flight = frozenset(rt.in_flight)
     result = await loop.run_in_executor(rt.executor, rt.sweeper.run_once, in_flight)
+    if "broker" in rt.outages:
+        await _check_broker(rt)
     if result.database_error is not None:
         rt.outages.setdefault("database", time.time())
     else:
@@ -66,3 +69,17 @@ async def sweep(rt: Runtime) -> None:
             log.error(
                 "reverse order not resumed", extra={"reverse_no": reverse_no, "error": str(exc)}
             )
+
+
+async def _check_broker(rt: Runtime) -> None:
+    """Clear the broker outage once the broker answers again, even with no task to enqueue
+    (an idle worker would otherwise say RECONNECTING until its next push)."""
+    loop = asyncio.get_running_loop()
+    try:
+        await loop.run_in_executor(
+            rt.executor, functools.partial(rt.producer.list_topics, timeout=2)
+        )
+    except Exception as exc:  # noqa: BLE001 - still down: the next run asks again
+        log.debug("broker still unreachable", extra={"error": str(exc)})
+        return
+    rt.outages.pop("broker", None)

@@ -14,6 +14,8 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from confluent_kafka import KafkaError
+
 from omshub.core.errors import (
     ContractError,
     GroupActiveError,
@@ -297,6 +299,14 @@ class ScriptedProducer:
 
     def purge(self) -> None:
         self.purged = True
+
+    def list_topics(self, timeout: float = 0) -> object:
+        """Metadata: fails while something is stuck (the broker is unreachable)."""
+        from confluent_kafka import KafkaException
+
+        if self._stuck:
+            raise KafkaException(KafkaError(KafkaError._TRANSPORT, "broker down"))
+        return object()
 
     def unstick(self) -> None:
         """The broker is back: what was stuck in the queue is delivered."""

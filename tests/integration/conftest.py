@@ -110,7 +110,10 @@ def scratch_db(stack_settings: Settings) -> Iterator[MySQLParams]:
     engine = make_engine(params)
     migrate(engine)
     engine.dispose()
+    conn.close()
     yield params
+    # a new connection: the test may have restarted the server under the first one
+    conn = pymysql.connect(**base.pymysql_kwargs(with_db=False), autocommit=True)
     with conn.cursor() as cur:
         cur.execute(f"DROP DATABASE IF EXISTS `{name}`")
     conn.close()

@@ -82,6 +82,7 @@ def debezium(
         cur.execute(
             f"CREATE DATABASE `{database}` CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci"
         )
+    conn.close()
     params = dataclasses.replace(base, database=database)
     engine = make_engine(params)
     migrate(engine)
@@ -112,6 +113,8 @@ def debezium(
             connect_call("DELETE", f"{session.rest}/connectors/{name}")
         finally:
             stack.down()
+            # a new connection: a test may have restarted the server since the first one
+            conn = pymysql.connect(**base.pymysql_kwargs(with_db=False), autocommit=True)
             with conn.cursor() as cur:
                 cur.execute(f"DROP DATABASE IF EXISTS `{database}`")
             conn.close()

@@ -133,6 +133,19 @@ function renderBacklog(pushes) {
   });
 }
 
+function renderSupervisor(components) {
+  fill("supervised", components, (c) => {
+    const tr = el("tr");
+    tr.dataset.component = c.name;
+    cell(tr, c.name);
+    stateCell(tr, c.state);
+    cell(tr, fmtNum(c.restarts), c.restarts ? "num hot" : "num", "restarts");
+    const detail = [c.last_error || "", ...(c.log_tail || [])].filter(Boolean).join("\n");
+    cell(tr, detail, c.state === "crashloop" ? "bad" : "", "last_error");
+    return tr;
+  });
+}
+
 function renderWorkers(workers) {
   fill("workers", workers, (w) => {
     const tr = el("tr");
@@ -271,6 +284,7 @@ async function tick() {
     renderLag(s.lag || []);
     renderBacklog(s.pushes);
     renderWorkers(s.workers);
+    renderSupervisor(s.supervisor || []);
     renderDlq(s.dlq || {});
     redraw();
     document.body.dataset.sampled = String(s.ts);

@@ -129,14 +129,14 @@ def test_an_error_record_the_broker_refuses_too_still_stops_at_the_offset() -> N
         tracker.advance()
 
 
-def test_other_produce_errors_still_raise() -> None:
+def test_a_dead_producer_is_a_delivery_failure_the_connector_reconnects_from() -> None:
     disp, _, _ = dispatcher()
 
     class Broken(LimitedSink):
         def produce(self, *args: Any, **kwargs: Any) -> None:
             raise KafkaException(KafkaError(KafkaError._FATAL, "Local: Fatal error"))
 
-    with pytest.raises(KafkaException):
+    with pytest.raises(DeliveryFailedError, match="reconnecting with a new producer"):
         disp.send(PUSH_TOPIC, b"k", b"v", off(1), Broken())
 
 

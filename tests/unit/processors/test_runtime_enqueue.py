@@ -124,3 +124,16 @@ async def test_a_transient_error_is_not_the_rows_fault(tmp_path: Path) -> None:
     await rt.enqueue([task(1)])
     assert rt.writeback.written == []  # type: ignore[attr-defined]
     assert rt.counters["enqueue_failed"] == 1 and rt.producer is producer
+
+
+async def test_an_idle_worker_leaves_reconnecting_once_the_broker_answers(tmp_path: Path) -> None:
+    from processors.agents.sweep import _check_broker
+
+    producer = ScriptedProducer({b"SO1": "stuck"})
+    rt = runtime(tmp_path, producer)
+    await rt.enqueue([task(1)])
+    await _check_broker(rt)
+    assert "broker" in rt.outages  # still unreachable
+    producer.unstick()
+    await _check_broker(rt)  # no task to enqueue: the metadata answer is enough
+    assert rt.outages == {}

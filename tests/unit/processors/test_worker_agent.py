@@ -78,10 +78,12 @@ class FakeWriteBack:
         self.gate = asyncio.Event()
         self.gate.set()
         self.written: list[int] = []
+        self.outcomes: dict[int, Outcome] = {}
 
     async def submit(self, task: PushTask, outcome: Outcome) -> bool:
         await self.gate.wait()
         self.written.append(task.id)
+        self.outcomes[task.id] = outcome
         return True
 
 
@@ -188,9 +190,9 @@ class TakeStream(FakeStream):
         await asyncio.Event().wait()
 
 
-def change_event(offset: int, row_id: int) -> Any:
+def change_event(offset: int, row_id: int, **columns: Any) -> Any:
     base = orjson.loads((DEBEZIUM_FIXTURES / "update.json").read_bytes())["value"]
-    after = {
+    after: dict[str, Any] = {
         "id": row_id,
         "order_no": f"SO{row_id}",
         "reverse_id": None,
@@ -205,7 +207,26 @@ def change_event(offset: int, row_id: int) -> Any:
         "created_at": "2026-03-02T10:15:30.250Z",
         "updated_at": "2026-03-02T10:15:30.250Z",
     }
+    after.update(columns)
+    for name in [name for name, value in columns.items() if value is DROPPED]:
+        del after[name]
     value = orjson.dumps(dict(base, op="c", before=None, after=after))
+    return SimpleNamespace(
+        message=SimpleNamespace(
+            topic="oms.oms.oms_order_push",
+            key=b'{"order_no":"SO1"}',
+            value=value,
+            partition=0,
+            offset=offset,
+        )
+    )
+
+
+DROPPED = object()
+"""A column value meaning: the column is not in the row image (dropped by a DDL)."""
+
+
+def raw_message(offset: int, value: bytes | None) -> Any:
     return SimpleNamespace(
         message=SimpleNamespace(
             topic="oms.oms.oms_order_push",
@@ -261,3 +282,36 @@ async def test_router_cancelled_mid_batch_acks_nothing(router) -> None:
     rt.producer.released.set()
     await asyncio.sleep(0.1)
     assert stream.acked == []
+
+
+async def test_router_goes_on_past_bad_change_events_in_a_batch(router) -> None:
+    """Tombstones and deletes are not work, garbage is counted and skipped, rows the router
+    cannot route are FAILED, rows with a column a DDL added are routed: one batch, all acked."""
+    fun, rt = router
+    rt.producer.released.set()
+    stream = TakeStream(
+        [
+            raw_message(0, None),  # the tombstone after a delete
+            raw_message(1, b"{not json"),
+            raw_message(2, b'{"payload": {"op": "x"}}'),  # an envelope of the wrong shape
+            change_event(3, 300, push_type="ERP_SYNC"),
+            change_event(4, 301, idempotency_key=DROPPED),  # column dropped mid-stream
+            change_event(5, 302, added_by_ddl="x"),  # column added mid-stream
+            change_event(6, 303),
+        ]
+    )
+    job = asyncio.create_task(fun(stream))
+    try:
+        await wait_for(lambda: len(stream.acked) == 7)
+        assert [topic for topic, _ in rt.producer.produced] == ["omshub.push.WMS_RETURN"] * 2
+        assert rt.in_flight == {302, 303}
+        assert rt.counters["undecodable"] == 2
+        assert rt.counters["rejected_by_router"] == 2
+        failed = rt.writeback.outcomes
+        assert sorted(failed) == [300, 301]
+        assert all(o.status is PushStatus.FAILED for o in failed.values())
+        assert "unknown push_type 'ERP_SYNC'" in (failed[300].error or "")
+        assert failed[301].error == "row has no idempotency_key; upstream must set them"
+    finally:
+        job.cancel()
+        await asyncio.gather(job, return_exceptions=True)

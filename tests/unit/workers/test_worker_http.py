@@ -372,6 +372,25 @@ async def test_200_json_array_fails(stub, session) -> None:
     assert "JSON that is not an object" in outcome.error
 
 
+@pytest.mark.parametrize("content_type", ["text/plain", "text/html; charset=utf-8", "x/y"])
+async def test_the_content_type_is_not_trusted_the_body_is_judged(
+    stub, session, content_type
+) -> None:
+    server, url = stub
+    accepted = '{"status": "accepted", "id": "wms-7"}'
+    server.behaviour = respond(200, text=accepted, headers={"Content-Type": content_type})
+    outcome = await make(WmsWorker, session, url).handle(task_for("WMS_RETURN"))
+    assert outcome.status is PushStatus.DONE and outcome.downstream_id == "wms-7"
+    server.behaviour = respond(
+        200, text="<html>maintenance</html>", headers={"Content-Type": "application/json"}
+    )
+    outcome = await make(WmsWorker, session, url).handle(task_for("WMS_RETURN"))
+    assert outcome.status is PushStatus.FAILED
+    assert (
+        outcome.error == "WMS answered 200 with a body that is not JSON: '<html>maintenance</html>'"
+    )
+
+
 async def test_answer_for_another_key_fails(stub, session) -> None:
     server, url = stub
     server.behaviour = respond(200, {"status": "accepted", "id": "wms-9", "idempotency_key": "x"})

@@ -454,3 +454,35 @@ def test_history_ring_is_bounded(history_s: float, refresh_s: float, size: int) 
     assert len(samples) == size
     assert samples[0][0] == 25.0  # the oldest were dropped
     assert samples[-1][0] == float(size + 24)
+
+
+# --- supervisor -------------------------------------------------------------------------------
+
+
+def test_supervisor_restarts_and_crash_loops_are_shown(collector: Collector, run_dir: Path) -> None:
+    from schemas.status import SupervisedComponent, SupervisorState
+
+    assert collector.snapshot()["supervisor"] == []  # no supervisor yet
+    state = SupervisorState(
+        pid=1,
+        started_at=0,
+        updated_at=1,
+        components={
+            "worker": SupervisedComponent(state="running", restarts=2),
+            "web": SupervisedComponent(
+                state="crashloop", restarts=6, last_error="exited", log_tail=["a", "boom"]
+            ),
+        },
+    )
+    (run_dir / "supervisor.json").write_bytes(state.to_json())
+    shown = {c["name"]: c for c in collector.snapshot()["supervisor"]}
+    assert shown["worker"] == {
+        "name": "worker",
+        "state": "running",
+        "restarts": 2,
+        "last_error": None,
+        "log_tail": [],
+    }
+    assert shown["web"]["state"] == "crashloop" and shown["web"]["log_tail"] == ["a", "boom"]
+    (run_dir / "supervisor.json").write_bytes(b"{half")
+    assert collector.snapshot()["supervisor"] == []  # a malformed file is skipped, not fatal

@@ -436,6 +436,24 @@ async def test_pause_and_resume(client: TestClient[Any, Any], status: Path) -> N
     assert read_control(control_path(status)).state == "RUNNING"
 
 
+@pytest.mark.parametrize(
+    "body", [b"{not json", b'{"state": "STOPPED"}', b"\xff\xfe", b"x" * 100_000]
+)
+async def test_a_body_on_a_mutation_is_ignored_and_odd_flags_read_as_false(
+    client: TestClient[Any, Any], status: Path, restart: FakeRestart, body: bytes
+) -> None:
+    """Connect's pause/resume/restart take no body; whatever is sent is not read, so it cannot
+    change what the call does. A flag that is not ``true`` is false, as in Connect."""
+    response = await client.put("/connectors/oms/pause", data=body, headers=AUTH)
+    assert response.status == 202
+    assert read_control(control_path(status)).state == "PAUSED"
+    response = await client.post(
+        "/connectors/oms/restart?includeTasks=maybe&onlyFailed=1", data=body, headers=AUTH
+    )
+    assert response.status == 204  # a plain restart: neither flag is "true"
+    assert read_control(control_path(status)).restarts == 1
+
+
 async def test_pause_unknown_connector_is_404(client: TestClient[Any, Any], run_dir: Path) -> None:
     response = await client.put("/connectors/nope/pause", headers=AUTH)
     assert response.status == 404
