@@ -145,8 +145,13 @@ def test_sweeper_finishes_a_push_whose_event_never_reached_the_broker(pipeline):
     # the proof the teardown of every other test relies on: a re-drive is seen, in the log
     # and in the status file
     assert pipeline.requeued()["pushes"] >= 3, pipeline.worker_log()
-    status = read_worker_status(worker_status_path(pipeline.home, "worker"))
-    assert status is not None and status.counters.get("swept_pending", 0) >= 3, status
+
+    # the status file is rewritten every few seconds: the count reaches it after the rows do
+    def swept() -> int:
+        status = read_worker_status(worker_status_path(pipeline.home, "worker"))
+        return status.counters.get("swept_pending", 0) if status is not None else 0
+
+    wait_until(lambda: swept() >= 3, 30, what="swept_pending >= 3 in the worker's status file")
 
 
 @pytest.mark.cdc("embedded")  # stopping the connector is the embedded one's own handle
