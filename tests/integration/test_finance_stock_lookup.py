@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import time
 import urllib.error
 import urllib.request
 import uuid
@@ -13,6 +12,7 @@ from typing import Any
 
 from confluent_kafka import Producer
 
+from omshub.core.errors import StackError
 from omshub.core.kafka import producer_config
 from omshub.core.procs import wait_until
 from processors.stock import STOCK_TOPIC, position_key
@@ -24,19 +24,21 @@ from tests.integration.test_reverse_flow import make_order, reverse, wait_revers
 def read_all(bootstrap: str, topic: str, predicate, timeout: float = 60) -> list[Any]:
     reader = TopicReader(bootstrap, [topic])
     messages: list[Any] = []
-    deadline = time.monotonic() + timeout
+
+    def enough() -> bool:
+        if not reader._assigned and not reader._assign():  # topic not created yet
+            return False
+        batch = reader._consumer.consume(5000, timeout=0.5)
+        messages.extend(m for m in batch if not m.error() and m.value())
+        return bool(predicate(messages))
+
     try:
-        while time.monotonic() < deadline:
-            if not reader._assigned and not reader._assign():
-                time.sleep(0.2)
-                continue
-            batch = reader._consumer.consume(5000, timeout=0.5)
-            messages.extend(m for m in batch if not m.error() and m.value())
-            if predicate(messages):
-                return messages
-        raise AssertionError(f"timed out reading {topic}: {len(messages)} records")
+        wait_until(enough, timeout, interval=0.05, what=f"the records of {topic}")
+    except StackError as exc:
+        raise AssertionError(f"{exc}: {len(messages)} records") from exc
     finally:
         reader.close()
+    return messages
 
 
 def test_finance_ledger_rebuilt_from_the_topic_equals_the_database(pipeline, bootstrap):
