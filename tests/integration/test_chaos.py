@@ -53,5 +53,8 @@ def test_short_chaos_run_loses_nothing_and_fails_only_the_bad_rows(tmp_path: Pat
     assert set(bad) == {"oversized", "malformed", "unknown-type"}, log
     for kind, row in bad.items():
         assert row["status"] == "FAILED" and row["reason"].strip(), f"bad row {kind}: {row}\n{log}"
+    # the embedded connector stood an error record in for the oversized row and the workers
+    # failed the row from it at once, not the sweeper's re-drive minutes later
+    assert bad["oversized"]["reason"].startswith("refused_message:"), bad["oversized"]
     assert result["problems"] == [], log
     assert done.returncode == 0, log
