@@ -135,6 +135,7 @@ def test_worker_killed_mid_run_loses_nothing(pipeline):
     assert len(received) == 1500
 
 
+@pytest.mark.cdc("embedded")  # the rows are not in the binlog: no CDC source sees them
 @pytest.mark.sweeper(pending_after_s=3, requeues=("pushes",))
 def test_sweeper_finishes_a_push_whose_event_never_reached_the_broker(pipeline):
     tag = f"lost{uuid.uuid4().hex[:8]}"
@@ -169,6 +170,7 @@ def test_sweeper_finishes_pushes_inserted_while_the_connector_is_down(pipeline):
     assert {f"{tag}-{i:05d}" for i in range(5)} <= received
 
 
+@pytest.mark.cdc("embedded")  # the workers' follow-up logic, after CDC (D88)
 def test_follow_up_is_inserted_once_even_if_the_parent_runs_twice(pipeline):
     tag = f"fu{uuid.uuid4().hex[:8]}"
     payload = json.dumps(EXAMPLE_PAYLOADS[PushType.FMS_REFUND_APPLY], default=str)
