@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint unit integration bench soak up down status clean system-deps jvm-deps browser-deps venv fmt
+.PHONY: demo test lint unit integration bench soak chaos up down status clean system-deps jvm-deps browser-deps venv fmt
 
 $(STAMP): pyproject.toml
 	@command -v $(PY) >/dev/null || { echo "python3.11 is required (apt-get install python3.11 python3.11-venv)"; exit 1; }
@@ -77,6 +77,13 @@ bench: venv system-deps jvm-deps
 soak: venv system-deps jvm-deps
 	$(BIN)/python bench/soak.py
 
+# Kill every part of its own stack (.omshub-chaos, own ports) in turn under steady mixed load and
+# report lost / FAILED / duplicates / recovery per fault; exit 1 on any loss (issue 12).
+# e.g. make chaos CHAOS_ARGS="--short" or CHAOS_ARGS="--cdc debezium --markdown"
+CHAOS_ARGS ?=
+chaos: venv system-deps jvm-deps
+	$(BIN)/python bench/chaos.py $(CHAOS_ARGS)
+
 up: venv system-deps jvm-deps
 	$(BIN)/omshub up
 
@@ -87,4 +94,4 @@ status: venv
 	$(BIN)/omshub status
 
 clean: down
-	rm -rf .omshub .omshub-test
+	rm -rf .omshub .omshub-test .omshub-chaos

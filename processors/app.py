@@ -26,6 +26,7 @@ from faust.types import TP, EventT, Message, StreamT
 
 from connectors.binlog.config import load_config
 from omshub.core.kafka import Kafka
+from omshub.core.logs import dict_config
 from omshub.core.settings import Settings
 from processors.agents import (
     cancel_lookup,
@@ -340,5 +341,10 @@ def run_worker(settings: Settings) -> None:
     asyncio.set_event_loop(asyncio.new_event_loop())
     app = create_app(settings)
     declare_topics(app, settings)
-    worker = faust.Worker(app, loglevel=settings.log_level.lower(), quiet=True)
+    worker = faust.Worker(
+        app,
+        loglevel=settings.log_level.lower(),
+        logging_config=dict_config(settings.log_level),
+        quiet=True,
+    )
     worker.execute_from_commandline()

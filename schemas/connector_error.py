@@ -37,6 +37,8 @@ class ConnectorErrorRecord(BaseModel):
     row: int
     size: int | None = None
     limit: int | None = None
+    #: a refused row's primary-key columns and values (its Kafka key may be other columns)
+    primary_key: dict[str, Any] | None = None
     error: str
     raw: str | None = None
     ts_ms: int
@@ -54,6 +56,11 @@ class ConnectorErrorRecord(BaseModel):
                 for err in exc.errors()[:3]
             )
             raise ContractError(f"connector error record is malformed: {problems}") from None
+
+    def row_id(self) -> Any:
+        """The row's ``id``: from its primary key, else from its Kafka key; None if neither."""
+        found = (self.primary_key or {}).get("id")
+        return found if found is not None else self.key_fields().get("id")
 
     def key_fields(self) -> dict[str, Any]:
         """The row's key columns (Debezium's key, with or without its schema wrapper); empty

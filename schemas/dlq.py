@@ -17,7 +17,12 @@ from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError
 from omshub.core.errors import ContractError
 from schemas.tasks import Outcome, PushTask
 
-__all__ = ["DlqRecord"]
+__all__ = ["DLQ_PAYLOAD_MAX_BYTES", "DlqRecord"]
+
+DLQ_PAYLOAD_MAX_BYTES = 65_536
+"""A larger payload is left out of the record (``payload_bytes`` says how large it was): the
+row that failed for being too large would make a DLQ record too large for the broker too, and
+the row itself keeps the payload for a replay."""
 
 
 class DlqRecord(BaseModel):
@@ -35,10 +40,14 @@ class DlqRecord(BaseModel):
     http_status: int | None = None
     source: dict[str, Any] | None = None
     payload: str | None = None
+    #: the payload's size in bytes, set when it was too large to copy (``payload`` None)
+    payload_bytes: int | None = None
     failed_at_ms: int | None = None
 
     @classmethod
     def of(cls, task: PushTask, outcome: Outcome, now_ms: int | None = None) -> DlqRecord:
+        size = len(task.payload.encode()) if task.payload is not None else 0
+        large = size > DLQ_PAYLOAD_MAX_BYTES
         return cls(
             push_id=task.id,
             order_no=task.order_no,
@@ -48,7 +57,8 @@ class DlqRecord(BaseModel):
             attempts=outcome.attempts,
             http_status=outcome.http_status,
             source=task.source,
-            payload=task.payload,
+            payload=None if large else task.payload,
+            payload_bytes=size if large else None,
             failed_at_ms=int(time.time() * 1000) if now_ms is None else now_ms,
         )
 

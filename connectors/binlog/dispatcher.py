@@ -41,7 +41,14 @@ class Dispatcher:
         self._tracker = tracker
         self._since_poll = 0
         self._sink: Sink | None = None
+        #: (db, table) -> primary-key columns, told by the readers as they meet each table: a
+        #: refused record names its row by them (its Kafka key may be other columns, e.g.
+        #: ``message.key.columns`` keys oms_order_push by order_no)
+        self._primary_keys: dict[tuple[str, str], tuple[str, ...]] = {}
         tracker.rescue = self._refused_in_report
+
+    def primary_key(self, db: str, table: str, columns: tuple[str, ...]) -> None:
+        self._primary_keys[(db, table)] = columns
 
     def send(
         self,
@@ -72,7 +79,7 @@ class Dispatcher:
                     f"the producer cannot send ({err}); reconnecting with a new producer from "
                     "the last committed offset"
                 ) from exc
-            self._refused(topic, key, len(value or b""), offset, str(err), callback, sink)
+            self._refused(topic, key, value, offset, str(err), callback, sink)
         self._since_poll += 1
         if self._since_poll >= _POLL_EVERY:
             self._since_poll = 0
@@ -105,12 +112,11 @@ class Dispatcher:
         sink = self._sink
         if sink is None or msg is None or msg.topic() == self.config.error_topic:
             return False
-        value = msg.value()
         try:
             self._refused(
                 msg.topic(),
                 msg.key(),
-                len(value or b""),
+                msg.value(),
                 ack.offset,
                 str(err),
                 ack,
@@ -126,7 +132,7 @@ class Dispatcher:
         self,
         topic: str,
         key: bytes | None,
-        size: int,
+        value: bytes | None,
         offset: OffsetTuple | None,
         error: str,
         callback: Any,
@@ -135,6 +141,7 @@ class Dispatcher:
         queue_only: bool = False,
     ) -> None:
         limit = self.config.max_record_bytes
+        size = len(value or b"")
         file, _txn, pos, row = (offset or ("", 0, 0, 0, None))[:4]
         key_text = key.decode("utf-8", "replace")[:1000] if key is not None else None
         db, _, table = topic.removeprefix(self.config.topic_prefix + ".").partition(".")
@@ -162,6 +169,7 @@ class Dispatcher:
             row=row,
             size=size,
             limit=limit,
+            primary_key=self._row_primary_key(db, table, value),
             error=message,
             ts_ms=now_ms(),
         )
@@ -172,6 +180,23 @@ class Dispatcher:
             sink.produce(self.config.error_topic, error_key, record.encode(), callback)
         else:
             self._produce(self.config.error_topic, error_key, record.encode(), callback, sink)
+
+    def _row_primary_key(self, db: str, table: str, value: bytes | None) -> dict[str, Any] | None:
+        """The refused row's primary-key values, read back from the value that did not fit
+        (rare, so decoding it once more costs nothing that matters)."""
+        columns = self._primary_keys.get((db, table))
+        if not columns or not value:
+            return None
+        try:
+            data = orjson.loads(value)
+        except orjson.JSONDecodeError:
+            return None
+        if isinstance(data, dict) and isinstance(data.get("payload"), dict):
+            data = data["payload"]  # a value written with its schema
+        row = (data.get("after") or data.get("before")) if isinstance(data, dict) else None
+        if not isinstance(row, dict):
+            return None
+        return {c: row.get(c) for c in columns}
 
     def error_record(
         self,

@@ -198,6 +198,7 @@ class InitialSnapshot:
         config = self.config
         for meta in tables:
             sink.ensure_topic(config.table_topic(meta.db, meta.table))
+            self._dispatcher.primary_key(meta.db, meta.table, meta.primary_key)
         for item, first, last in _with_flags(self._rows(conn, tables)):
             meta, convert, values, ts_sec, table_first, table_last = item
             if last:  # a one-row snapshot is "last", as Debezium re-marks the final record

@@ -308,6 +308,7 @@ class BinlogStreaming:
                 pk = event.primary_key
                 pk_cols = (pk,) if isinstance(pk, str) and pk else tuple(pk or ())
                 key_cols = key_columns(self.config, db, table, pk_cols)
+                self._dispatcher.primary_key(db, table, pk_cols)
         if topic is not None:
             sink.ensure_topic(topic)
         fast = compile_table(event.columns) if convert is not None and self.fast_rows else None

@@ -86,5 +86,8 @@ def demo(ctx: click.Context, seconds: float) -> None:
         "omshub.dlq, finance.refund.v1, finance.settlement.v1, stock.sellable.v1\n"
         "  omshub down              stops the stack"
     )
-    if not result.settled or not same:
+    problems = result.problems()
+    for problem in problems:
+        console.print(f"[red]{problem}[/]")
+    if problems:
         sys.exit(1)

@@ -58,7 +58,12 @@ def sandbox_serve(ctx: click.Context) -> None:
 
     settings = ctx_settings(ctx)
     setup_logging(settings.log_level)
-    run(settings.sandbox_host, settings.sandbox_port, settings.sandbox_idempotency_window_s)
+    run(
+        settings.sandbox_host,
+        settings.sandbox_port,
+        settings.sandbox_idempotency_window_s,
+        journal=settings.sandbox_journal,
+    )
 
 
 @sandbox.command("stats")

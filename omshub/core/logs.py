@@ -34,6 +34,31 @@ def _quote(value: Any) -> str:
     return text
 
 
+_NOISY = ("aiokafka", "faust", "mode", "pymysqlreplication")
+
+
+def dict_config(level: str = "INFO") -> dict[str, Any]:
+    """:func:`setup_logging` as a ``logging.config.dictConfig`` document, for frameworks that
+    configure logging themselves: Faust's worker replaces the root handlers when it starts, and
+    its own formatter drops every ``extra``, so the worker's lines lost their key=value part
+    (the counts, ids and errors that say what happened) until it was handed this."""
+    floor = max(logging.WARNING, logging.getLevelNamesMapping().get(level.upper(), logging.INFO))
+    return {
+        "version": 1,
+        "disable_existing_loggers": False,
+        "formatters": {"kv": {"()": KeyValueFormatter}},
+        "handlers": {
+            "default": {
+                "class": "logging.StreamHandler",
+                "formatter": "kv",
+                "stream": "ext://sys.stderr",
+            }
+        },
+        "root": {"level": level.upper(), "handlers": ["default"]},
+        "loggers": {name: {"level": floor} for name in _NOISY},
+    }
+
+
 def setup_logging(level: str = "INFO", stream: Any = None) -> None:
     """Route every logger through the key=value formatter (called once by entry points)."""
     handler = logging.StreamHandler(stream or sys.stderr)
@@ -41,5 +66,5 @@ def setup_logging(level: str = "INFO", stream: Any = None) -> None:
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    for noisy in ("aiokafka", "faust", "mode", "pymysqlreplication"):
+    for noisy in _NOISY:
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

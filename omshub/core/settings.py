@@ -152,6 +152,12 @@ class Settings(BaseSettings):
         description="How long the sandbox replays an accepted Idempotency-Key's first answer "
         "before it forgets the key, as a downstream keeps its keys for a time.",
     )
+    sandbox_journal: Path | None = Field(
+        None,
+        description="File the sandbox appends every keyed push request to (received_at_ms, "
+        "path, key, outcome, status; tab-separated), so what the downstreams received survives "
+        "the sandbox's own SIGKILL and a restarted sandbox still knows the keys it accepted.",
+    )
     downstream_base_url: str = Field(
         "http://127.0.0.1:18080",
         description="Base URL of the downstream systems; the sandbox serves all of them.",

@@ -36,7 +36,9 @@ from omshub.sandbox.seed import (
     insert_orders,
     insert_stock,
 )
+from processors.stock import STOCK_TOPIC
 from schemas.finance import FINANCE_TOPICS, ledger_totals
+from schemas.pushes import PushType, dlq_topic, push_topic
 from schemas.status import read_worker_status
 
 Progress = Callable[[str], None]
@@ -58,6 +60,32 @@ class DemoResult:
     seconds: float = 0.0
     sandbox: dict[str, Any] = field(default_factory=dict)
     topic_records: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def pushes(self) -> Counter[str]:
+        """Push rows of the run by status, over every push type."""
+        total: Counter[str] = Counter()
+        for counts in self.pushes_by_status.values():
+            total.update(counts)
+        return total
+
+    def problems(self) -> list[str]:
+        """What went wrong, in words; empty when the hub did everything: each reverse order and
+        push reached its end, every push DONE (downstream 5xx are retried, not given up) and
+        the refunds rebuilt from the finance topic equal the database's, order by order. The
+        command's exit code and the tests' verdict are both this list."""
+        found = []
+        if not self.settled:
+            found.append("some reverse orders or pushes did not reach a final state in time")
+        not_done = {k: v for k, v in self.pushes.items() if k != "DONE" and v}
+        if not_done:
+            found.append(f"pushes not DONE: {dict(sorted(not_done.items()))}")
+        if self.refund_db != self.refund_topic:
+            found.append(
+                f"refund totals differ: {len(self.refund_db)} orders in the database, "
+                f"{len(self.refund_topic)} in {FINANCE_TOPICS['refund']}"
+            )
+        return found
 
 
 class Upstream:
@@ -328,10 +356,10 @@ def run_demo(
     )
     topics = [config.table_topic(params.database, t) for t in tables]
     topics += [
-        "omshub.push.FMS_REFUND_APPLY",
-        "omshub.dlq",
+        push_topic(PushType.FMS_REFUND_APPLY, settings.topic_namespace),
+        dlq_topic(settings.topic_namespace),
         *FINANCE_TOPICS.values(),
-        "stock.sellable.v1",
+        STOCK_TOPIC,
     ]
     before = _high_watermarks(settings, topics)
     stock_sent_before = _stock_sent(settings)

@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from pathlib import Path
 from typing import Any
 
 import orjson
 from aiohttp import web
 
 from omshub.core.errors import StackError
+from omshub.sandbox.journal import Journal
 from omshub.sandbox.server import (
     ALL_SYSTEMS,
     DEFAULT_REQUESTS_LIMIT,
@@ -223,15 +225,35 @@ async def serve(host: str, port: int, sandbox: Sandbox | None = None) -> None:
         await runner.cleanup()
 
 
-def run(host: str, port: int, idempotency_window_s: float = IDEMPOTENCY_WINDOW_S) -> None:
-    """Run the sandbox in the foreground (``omshub sandbox``) until SIGINT/SIGTERM."""
+def run(
+    host: str,
+    port: int,
+    idempotency_window_s: float = IDEMPOTENCY_WINDOW_S,
+    journal: Path | None = None,
+) -> None:
+    """Run the sandbox in the foreground (``omshub sandbox``) until SIGINT/SIGTERM.
+
+    With ``journal``, every keyed push request is appended to that file and the keys accepted
+    within the window are reloaded from it first (:mod:`omshub.sandbox.journal`).
+    """
     log.info(
         "sandbox starting",
-        extra={"url": f"http://{host}:{port}", "systems": ",".join(SYSTEMS)},
+        extra={
+            "url": f"http://{host}:{port}",
+            "systems": ",".join(SYSTEMS),
+            "journal": str(journal) if journal else None,
+        },
     )
     try:
+        opened = Journal(journal) if journal is not None else None
+    except OSError as exc:
+        raise StackError(
+            f"sandbox cannot open its journal {journal}: {exc.strerror or exc}; fix the path or "
+            "unset OMSHUB_SANDBOX_JOURNAL"
+        ) from exc
+    try:
         web.run_app(
-            build_app(Sandbox(idempotency_window_s=idempotency_window_s)),
+            build_app(Sandbox(idempotency_window_s=idempotency_window_s, journal=opened)),
             host=host,
             port=port,
             print=None,
@@ -246,3 +268,6 @@ def run(host: str, port: int, idempotency_window_s: float = IDEMPOTENCY_WINDOW_S
             "(see `omshub status`) or another program holds the port; stop it or set "
             "OMSHUB_SANDBOX_PORT"
         ) from exc
+    finally:
+        if opened is not None:
+            opened.close()

@@ -1,5 +1,8 @@
 """The sandbox: local HTTP stand-ins for every downstream system the push workers call.
 
+Long file: one request contract (checks in order, faults, the idempotency window and its
+journal) in one class, so the order of checks reads top to bottom as the docstring states it.
+
 One aiohttp application serves WMS, TMS, FMS, stock, purchasing, supplier, notify and coupon on
 one port; each push type's path from :data:`schemas.pushes.PUSH_TYPES` (``/wms/returns``,
 ``/fms/refund-applications``, ``/tms/pickups`` ...) is a route, and its first path segment is the
@@ -44,7 +47,12 @@ slowest pool's about 11 minutes of backoff; the sweeper's re-drive of a stuck PE
 the hub's duplicates meet the window; only a replay long after is a new request, as it would be
 at a downstream. :meth:`Sandbox.drain` ends the window of the keys it hands over.
 
-Everything lives in memory in one :class:`Sandbox`; handlers are lean (no per-request logging,
+With a journal (``OMSHUB_SANDBOX_JOURNAL``, :mod:`omshub.sandbox.journal`) every keyed push
+request is also appended to a file once it has an answer, and a restarted sandbox reloads the
+keys it accepted within the window from it, so its idempotency survives its own SIGKILL (the
+first answer is rebuilt: same id, the received time in place of the answer time).
+
+Everything else lives in memory in one :class:`Sandbox`; handlers are lean (no per-request logging,
 dict lookups, orjson) because benchmarks push thousands of requests per second through it.
 """
 
@@ -64,6 +72,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from omshub.sandbox.journal import Journal, JournalEntry, restorable
 from schemas.pushes import PUSH_TYPES, SYSTEMS
 
 log = logging.getLogger(__name__)
@@ -212,6 +221,8 @@ class Sandbox:
         routes: Mapping[str, str] | None = None,
         idempotency_window_s: float = IDEMPOTENCY_WINDOW_S,
         clock: Callable[[], float] = time.monotonic,
+        journal: Journal | None = None,
+        wall_clock: Callable[[], float] = time.time,
     ) -> None:
         if not idempotency_window_s > 0:
             raise ValueError(f"idempotency_window_s must be > 0, got {idempotency_window_s!r}")
@@ -226,6 +237,9 @@ class Sandbox:
         self.max_records = max_records
         self.idempotency_window_s = float(idempotency_window_s)
         self._clock = clock
+        self._wall_clock = wall_clock
+        self.journal = journal
+        self.restored = 0
         self.rng = random.Random(seed)
         self._star: dict[str, Any] = {}
         self._per_system: dict[str, dict[str, Any]] = {}
@@ -233,6 +247,8 @@ class Sandbox:
         self._next_id: dict[str, int] = dict.fromkeys(self.systems, 0)  # not reset: ids unique
         self._clear_state()
         self._compile_faults()
+        if journal is not None:
+            self._restore(journal)
 
     # -- state --------------------------------------------------------------------------------
 
@@ -286,6 +302,62 @@ class Sandbox:
         if counters is not None and key in counters.keys:
             counters.keys.discard(key)
             counters.forgotten += 1
+
+    def _restore(self, journal: Journal) -> None:
+        """Reload what an earlier sandbox process journaled (see the module docstring).
+
+        Answer ids are replayed in journal order per system, so the rebuilt first answers carry
+        the ids the earlier process gave, and new ids continue after them.
+        """
+        read = journal.read()
+        now_ms = int(self._wall_clock() * 1000)
+        now = self._clock()
+        live = {id(e) for e in restorable(read.entries, now_ms, self.idempotency_window_s)}
+        restored: list[tuple[float, tuple[str, str], bytes]] = []
+        for entry in read.entries:
+            system = self.routes.get(entry.path)
+            if system is None or entry.outcome != "accepted":
+                continue
+            seq = self._next_id[system] + 1
+            self._next_id[system] = seq
+            if id(entry) not in live:
+                continue
+            answer = _ACCEPTED % (
+                f"{system}-{seq}".encode(),
+                system.encode(),
+                orjson.dumps(entry.key),
+                datetime.fromtimestamp(entry.received_at_ms / 1000, UTC).isoformat().encode(),
+            )
+            ends = now + self.idempotency_window_s - (now_ms - entry.received_at_ms) / 1000.0
+            restored.append((ends, (entry.path, entry.key), answer))
+        restored.sort(key=lambda item: item[0])  # expiry pops the oldest first
+        for ends, answer_key, answer in restored:
+            self.first_answers.pop(answer_key, None)
+            self.first_answers[answer_key] = (answer, ends)
+            self.counters[self.routes[answer_key[0]]].keys.add(answer_key[1])
+        self.restored = len(self.first_answers)
+        log.info(
+            "sandbox journal restored",
+            extra={
+                "journal": str(journal.path),
+                "entries": len(read.entries),
+                "malformed": read.malformed,
+                "keys_restored": self.restored,
+            },
+        )
+
+    def _journal(self, record: _Record) -> None:
+        if self.journal is None or record.key is None:
+            return
+        self.journal.append(
+            JournalEntry(
+                record.received_at_ms,
+                record.path,
+                record.key,
+                record.outcome or "unanswered",
+                record.status,
+            )
+        )
 
     # -- faults -------------------------------------------------------------------------------
 
@@ -368,7 +440,7 @@ class Sandbox:
             headers.get("X-Omshub-Push-Id"),
             body,
             received_at,
-            received_at_ms=int(time.time() * 1000),
+            received_at_ms=int(self._wall_clock() * 1000),
         )
         if len(self.records) < self.max_records:
             self.records.append(record)
@@ -381,97 +453,105 @@ class Sandbox:
         else:
             self.records_dropped += 1
 
-        if faults.latency_s > 0:
-            await asyncio.sleep(faults.latency_s)
-
-        if request.method != "POST":
-            counters.f4xx += 1
-            record.status, record.outcome = 405, "rejected"
-            return web.Response(
-                body=_error_body(f"{request.method} not allowed on {path}; use POST"),
-                status=405,
-                content_type=JSON_TYPE,
-                headers={"Allow": "POST"},
-            )
-        if key is None:
-            return self._reject(counters, record, 400, "missing Idempotency-Key header")
+        # journaled once the answer is decided, also when the handler is cancelled
         try:
-            payload = orjson.loads(body)
-        except orjson.JSONDecodeError as exc:
-            return self._reject(counters, record, 400, f"body is not valid JSON: {exc}")
-        if type(payload) is not dict:
-            kind = type(payload).__name__
-            return self._reject(counters, record, 400, f"body must be a JSON object, got {kind}")
-        order_no = payload.get("order_no")
-        if type(order_no) is not str or not order_no:
-            return self._reject(counters, record, 400, "body needs order_no as a non-empty string")
-        if key in faults.reject_keys or (
-            faults.reject_prefixes and key.startswith(faults.reject_prefixes)
-        ):
-            return self._reject(
-                counters, record, 422, f"key {key} rejected by sandbox fault injection"
-            )
+            if faults.latency_s > 0:
+                await asyncio.sleep(faults.latency_s)
 
-        if faults.any_rate:
-            draw = self.rng.random()
-            if draw < faults.error_rate:
-                counters.f5xx += 1
-                record.status, record.outcome = 503, "error"
+            if request.method != "POST":
+                counters.f4xx += 1
+                record.status, record.outcome = 405, "rejected"
                 return web.Response(
-                    body=_error_body(
-                        f"{system} unavailable (sandbox fault injection, error_rate)", "error"
-                    ),
-                    status=503,
+                    body=_error_body(f"{request.method} not allowed on {path}; use POST"),
+                    status=405,
                     content_type=JSON_TYPE,
+                    headers={"Allow": "POST"},
                 )
-            draw -= faults.error_rate
-            if draw < faults.timeout_rate:
-                counters.ftimeout += 1
-                record.status, record.outcome = 504, "timeout"
-                await asyncio.sleep(faults.timeout_s)
+            if key is None:
+                return self._reject(counters, record, 400, "missing Idempotency-Key header")
+            try:
+                payload = orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                return self._reject(counters, record, 400, f"body is not valid JSON: {exc}")
+            if type(payload) is not dict:
+                kind = type(payload).__name__
+                return self._reject(
+                    counters, record, 400, f"body must be a JSON object, got {kind}"
+                )
+            order_no = payload.get("order_no")
+            if type(order_no) is not str or not order_no:
+                return self._reject(
+                    counters, record, 400, "body needs order_no as a non-empty string"
+                )
+            if key in faults.reject_keys or (
+                faults.reject_prefixes and key.startswith(faults.reject_prefixes)
+            ):
+                return self._reject(
+                    counters, record, 422, f"key {key} rejected by sandbox fault injection"
+                )
+
+            if faults.any_rate:
+                draw = self.rng.random()
+                if draw < faults.error_rate:
+                    counters.f5xx += 1
+                    record.status, record.outcome = 503, "error"
+                    return web.Response(
+                        body=_error_body(
+                            f"{system} unavailable (sandbox fault injection, error_rate)", "error"
+                        ),
+                        status=503,
+                        content_type=JSON_TYPE,
+                    )
+                draw -= faults.error_rate
+                if draw < faults.timeout_rate:
+                    counters.ftimeout += 1
+                    record.status, record.outcome = 504, "timeout"
+                    await asyncio.sleep(faults.timeout_s)
+                    return web.Response(
+                        body=_error_body(
+                            f"{system} timed out after {faults.timeout_s}s "
+                            "(sandbox fault injection, timeout_rate)",
+                            "error",
+                        ),
+                        status=504,
+                        content_type=JSON_TYPE,
+                    )
+                draw -= faults.timeout_rate
+                if draw < faults.garbage_rate:
+                    counters.fgarbage += 1
+                    record.status, record.outcome = 200, "garbage"
+                    return web.Response(body=_GARBAGE_BODY, status=200, content_type="text/html")
+
+            now = self._clock()
+            self._expire(now)
+            answer_key = (path, key)
+            remembered = self.first_answers.get(answer_key)
+            if remembered is not None:
+                answer = remembered[0]
+                counters.duplicates += 1
+                record.status, record.outcome = 200, "duplicate"
                 return web.Response(
-                    body=_error_body(
-                        f"{system} timed out after {faults.timeout_s}s "
-                        "(sandbox fault injection, timeout_rate)",
-                        "error",
-                    ),
-                    status=504,
-                    content_type=JSON_TYPE,
+                    body=answer, content_type=JSON_TYPE, headers={"X-Sandbox-Duplicate": "true"}
                 )
-            draw -= faults.timeout_rate
-            if draw < faults.garbage_rate:
-                counters.fgarbage += 1
-                record.status, record.outcome = 200, "garbage"
-                return web.Response(body=_GARBAGE_BODY, status=200, content_type="text/html")
 
-        now = self._clock()
-        self._expire(now)
-        answer_key = (path, key)
-        remembered = self.first_answers.get(answer_key)
-        if remembered is not None:
-            answer = remembered[0]
-            counters.duplicates += 1
-            record.status, record.outcome = 200, "duplicate"
-            return web.Response(
-                body=answer, content_type=JSON_TYPE, headers={"X-Sandbox-Duplicate": "true"}
+            seq = self._next_id[system] + 1
+            self._next_id[system] = seq
+            answer_id = f"{system}-{seq}"
+            # Formatted rather than orjson.dumps'd: orjson's small results keep a 4 KiB buffer,
+            # and first answers live for their window (one per accepted key).
+            answer = _ACCEPTED % (
+                answer_id.encode(),
+                system.encode(),
+                orjson.dumps(key),
+                datetime.now(UTC).isoformat().encode(),
             )
-
-        seq = self._next_id[system] + 1
-        self._next_id[system] = seq
-        answer_id = f"{system}-{seq}"
-        # Formatted rather than orjson.dumps'd: orjson's small results keep a 4 KiB buffer,
-        # and first answers live for their window (one per accepted key).
-        answer = _ACCEPTED % (
-            answer_id.encode(),
-            system.encode(),
-            orjson.dumps(key),
-            datetime.now(UTC).isoformat().encode(),
-        )
-        self.first_answers[answer_key] = (answer, now + self.idempotency_window_s)
-        counters.accepted += 1
-        counters.keys.add(key)
-        record.status, record.outcome, record.answer_id = 200, "accepted", answer_id
-        return web.Response(body=answer, content_type=JSON_TYPE)
+            self.first_answers[answer_key] = (answer, now + self.idempotency_window_s)
+            counters.accepted += 1
+            counters.keys.add(key)
+            record.status, record.outcome, record.answer_id = 200, "accepted", answer_id
+            return web.Response(body=answer, content_type=JSON_TYPE)
+        finally:
+            self._journal(record)
 
     @staticmethod
     def _reject(counters: _Counters, record: _Record, status: int, message: str) -> web.Response:
@@ -496,7 +576,15 @@ class Sandbox:
                 total[name] += row[name]
             for name, count in row["faults"].items():
                 total["faults"][name] += count
-        return {"systems": systems, "total": total}
+        result: dict[str, Any] = {"systems": systems, "total": total}
+        if self.journal is not None:
+            result["journal"] = {
+                "path": str(self.journal.path),
+                "written": self.journal.written,
+                "errors": self.journal.errors,
+                "restored_keys": self.restored,
+            }
+        return result
 
     def keys(self, system: str) -> set[str]:
         """The idempotency keys one system (on any of its paths) accepted and still remembers

@@ -43,10 +43,10 @@ async def handle(rt: Runtime, value: bytes | None) -> None:
     rt.counters[f"connector_errors.{record.kind}"] += 1
     if record.table != PUSH_TABLE:
         return  # other tables' rows have no push row to fail; the record is the report
-    row_id = record.key_fields().get("id")
+    row_id = record.row_id()
     if not isinstance(row_id, int):
         log.error(
-            "connector error record of a push row without an id key",
+            "connector error record of a push row without an id",
             extra={"key": record.key, "error": record.error},
         )
         return

@@ -14,6 +14,7 @@ import subprocess
 import sys
 import threading
 import time
+import traceback
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -30,6 +31,7 @@ from connectors.binlog.connector import BinlogConnector
 from connectors.binlog.control import control_path
 from connectors.binlog.offsets import FileOffsetStore
 from connectors.binlog.sink import KafkaSink
+from omshub.core.errors import StackError
 from omshub.core.kafka import consumer_config
 from omshub.core.mysql import make_engine
 from omshub.core.procs import wait_until
@@ -159,8 +161,12 @@ class RunningConnector:
     config: ConnectorConfig
     offsets: FileOffsetStore
     error: list[BaseException] = field(default_factory=list)
+    #: the test provokes the connector's failure (a broken configuration, a purged position)
+    expect_error: bool = False
+    stopped: bool = False
 
     def stop(self, timeout: float = 20) -> None:
+        self.stopped = True
         self.connector.stop()
         self.thread.join(timeout)
         assert not self.thread.is_alive(), "connector thread did not stop"
@@ -182,6 +188,7 @@ def start_connector(bootstrap: str, tmp_path: Path) -> Iterator[Callable[..., Ru
         status_path: Path | None = None,
         wait_running: bool = True,
         fast_rows: bool = True,
+        expect_error: bool = False,
         **overrides: str,
     ) -> RunningConnector:
         doc = document or connector_document(params.database, **overrides)
@@ -198,7 +205,9 @@ def start_connector(bootstrap: str, tmp_path: Path) -> Iterator[Callable[..., Ru
             reconnect_max_s=2.0,
             fast_rows=fast_rows,
         )
-        handle = RunningConnector(connector, threading.Thread(), config, offsets)
+        handle = RunningConnector(
+            connector, threading.Thread(), config, offsets, expect_error=expect_error
+        )
 
         def target() -> None:
             try:
@@ -219,9 +228,21 @@ def start_connector(bootstrap: str, tmp_path: Path) -> Iterator[Callable[..., Ru
         return handle
 
     yield start
+    crashed = [
+        f"connector {h.config.name} "
+        + (
+            "failed:\n" + "".join(traceback.format_exception(h.error[0]))
+            if h.error
+            else "stopped by itself without an error"
+        )
+        for h in running
+        if not h.expect_error and (h.error or not (h.thread.is_alive() or h.stopped))
+    ]
     for handle in running:
         if handle.thread.is_alive():
             handle.stop()
+    if crashed:  # a crash the test did not ask for fails it, whatever else it checked
+        pytest.fail("\n".join(crashed), pytrace=False)
 
 
 class TopicReader:
@@ -248,8 +269,8 @@ class TopicReader:
         return True
 
     def poll(self, seconds: float = 0.5) -> int:
+        """Read what arrives within ``seconds``; 0 while the topics do not exist yet."""
         if not self._assigned and not self._assign():
-            time.sleep(0.1)
             return 0
         got = 0
         deadline = time.monotonic() + seconds
@@ -275,16 +296,20 @@ class TopicReader:
     def wait_for(
         self, predicate: Callable[[list[Record]], bool], timeout: float = 30, what: str = "records"
     ) -> list[Record]:
-        deadline = time.monotonic() + timeout
-        while True:
-            self.poll()
-            if predicate(self.records):
-                return self.records
-            if time.monotonic() > deadline:
-                raise AssertionError(
-                    f"timed out after {timeout}s waiting for {what}; have {len(self.records)} "
-                    f"records: {summarize(self.records)}"
-                )
+        try:
+            # poll() itself waits for records; the interval only paces metadata requests
+            # while the topics are still missing
+            wait_until(
+                lambda: self.poll() >= 0 and predicate(self.records),
+                timeout,
+                interval=0.1,
+                what=what,
+            )
+        except StackError as exc:
+            raise AssertionError(
+                f"{exc}; have {len(self.records)} records: {summarize(self.records)}"
+            ) from None
+        return self.records
 
     def changes(self) -> list[ChangeEvent]:
         return [r for r in self.records if isinstance(r, ChangeEvent)]

@@ -132,7 +132,8 @@ def debezium_connector(
 
     Yields (the connector document, its path) once the connector streams: RUNNING with its task
     and Debezium's streaming metrics naming a binlog file, so a row written after this returns
-    is captured. The document is oms.json scoped to the database (as :func:`scoped_document`)
+    is captured; on a normal exit the connector and its task must not have FAILED meanwhile.
+    The document is oms.json scoped to the database (as :func:`scoped_document`)
     with ``overrides``; the path is what ``OMSHUB_CONNECTOR_CONFIG`` of a worker points at. The
     table topics are created first with oms.json's partitions, as ``omshub up --cdc debezium``
     does. The connector is deleted on exit.
@@ -168,5 +169,11 @@ def debezium_connector(
     try:
         wait_until(streaming, 90, what=f"Debezium connector {name} streaming", ignore=(OSError,))
         yield document, path
+        # a connector or task that failed during the test fails it (with Connect's trace)
+        code, status = connect_call("GET", f"{session.rest}/connectors/{name}/status")
+        assert code == 200, (code, status)
+        states = [status["connector"], *status["tasks"]]
+        failed = [s for s in states if s.get("state") == "FAILED"]
+        assert not failed, f"Debezium connector {name} failed during the test: {failed}"
     finally:
         connect_call("DELETE", f"{session.rest}/connectors/{name}")

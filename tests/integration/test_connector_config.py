@@ -37,7 +37,7 @@ def cli_env(params, bootstrap: str, home) -> dict[str, str]:
 
 
 def failure_of(start_connector, params, doc) -> BaseException:
-    running = start_connector(params, doc, wait_running=False)
+    running = start_connector(params, doc, wait_running=False, expect_error=True)
     running.thread.join(60)
     assert not running.thread.is_alive(), "connector kept running with a broken configuration"
     assert running.error, "connector stopped without an error"

@@ -187,7 +187,9 @@ def test_purged_position_fails_with_remedy_then_when_needed_resnapshots(
 
     wait_until(purged, 30, interval=0.5, what=f"{saved.file} to be purged")
 
-    failing = start_connector(scratch_db, doc, offsets_path=offsets_path, wait_running=False)
+    failing = start_connector(
+        scratch_db, doc, offsets_path=offsets_path, wait_running=False, expect_error=True
+    )
     failing.thread.join(30)
     assert failing.error, (
         f"connector should refuse a purged position {saved.describe()}; binlogs now "

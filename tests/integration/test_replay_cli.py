@@ -66,6 +66,7 @@ def rows_of(params: Any, tag: str) -> dict[int, tuple[Any, ...]]:
 # -- re-driving pushes end to end ---------------------------------------------------------------
 
 
+@pytest.mark.cdc("embedded")  # replay reads the table, not the binlog (D88)
 def test_failed_pushes_are_redriven_once_the_fault_is_lifted(pipeline):
     tag = f"rp{uuid.uuid4().hex[:8]}"
     types = [PushType.WMS_RETURN, PushType.WMS_RETURN, PushType.TMS_PUSH, PushType.COUPON_UNBIND]

@@ -70,7 +70,8 @@ def assert_alive(pipeline: Pipeline) -> None:
         assert status.state in ("RUNNING", "STREAMING") or status.phase == "streaming", status
 
 
-def test_an_oversized_row_fails_alone_and_the_rows_behind_it_are_done(pipeline: Pipeline) -> None:
+def oversized_row_fails_alone(pipeline: Pipeline) -> str:
+    """50 rows, a ~1.05 MiB one, 50 more: the 100 DONE, the big one FAILED; its last_error."""
     tag = f"big{uuid.uuid4().hex[:8]}"
     payload = dict(EXAMPLE_PAYLOADS[PushType.WMS_RETURN])
     payload["remark"] = "x" * (1024 * 1024 + 50_000)  # valid JSON, ~1.05 MiB: above the limit
@@ -85,15 +86,41 @@ def test_an_oversized_row_fails_alone_and_the_rows_behind_it_are_done(pipeline: 
         args=(f"{tag}-big",),
     )
     # what limit, and how to raise it
-    assert "OMSHUB_KAFKA_MESSAGE_MAX_BYTES" in error, error
-    assert "bytes" in error and ("refused" in error or "oversized" in error), error
+    assert "OMSHUB_KAFKA_MESSAGE_MAX_BYTES" in error and "bytes" in error, error
     assert_alive(pipeline)
     # and the stream still carries new rows, with no restart in between
     insert(pipeline.params, rows(tag, 10, start=100))
     assert pipeline.wait_final(tag, 111) == {"DONE": 110, "FAILED": 1}
+    return str(error)
+
+
+@pytest.mark.cdc("embedded")
+@pytest.mark.expected_errors(
+    r"record refused by the broker", r"push row FAILED: the connector could not carry"
+)
+def test_an_oversized_row_fails_alone_and_the_rows_behind_it_are_done(pipeline: Pipeline) -> None:
+    """The embedded connector writes an error record in the row's place, and the workers'
+    connector-errors agent fails the row from it: no sweeper (out of reach here) involved."""
+    error = oversized_row_fails_alone(pipeline)
+    assert error.startswith("refused_message:") and "oms_order_push" in error, error
+
+
+@pytest.mark.cdc("debezium")
+# Connect skips a record its producer refuses (errors.tolerance=all, KIP-779) and has no error
+# topic for source records: the row is failed by the sweeper's re-drive through the router's
+# size check (docs/decisions.md D82), so this test gives the sweeper a short threshold
+@pytest.mark.sweeper(pending_after_s=10, requeues=("pushes",))
+@pytest.mark.expected_errors(r"push task refused; its row is FAILED")
+def test_debezium_an_oversized_row_fails_by_the_sweepers_re_drive(pipeline: Pipeline) -> None:
+    error = oversized_row_fails_alone(pipeline)
+    assert error.startswith("oversized_message:"), error
+    assert pipeline.requeued()["pushes"] >= 1
 
 
 @pytest.mark.timeout(420)
+# a fenced producer's batch is left to the sweeper (D83), at the production threshold
+@pytest.mark.sweeper(pending_after_s=30, requeues=("pushes",))
+@pytest.mark.expected_errors()  # the outage is logged at ERROR by every client while it lasts
 def test_broker_sigkill_then_100_pushes_done_with_no_command(
     pipeline: Pipeline, stack_settings: Settings
 ) -> None:
@@ -109,6 +136,8 @@ def test_broker_sigkill_then_100_pushes_done_with_no_command(
 
 
 @pytest.mark.timeout(420)
+@pytest.mark.sweeper(pending_after_s=30, requeues=("pushes",))
+@pytest.mark.expected_errors()  # the outage is logged at ERROR by every client while it lasts
 def test_database_sigkill_then_100_pushes_done_with_no_command(
     pipeline: Pipeline, stack_settings: Settings
 ) -> None:

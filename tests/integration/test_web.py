@@ -11,10 +11,12 @@ import json
 import subprocess
 import sys
 import time
+import uuid
 from typing import Any
 
 from prometheus_client.parser import text_string_to_metric_families
 
+from omshub.core.kafka import Kafka
 from omshub.core.procs import wait_until
 from schemas.payloads import EXAMPLE_PAYLOADS
 from schemas.pushes import PushType
@@ -136,15 +138,37 @@ def test_connector_paused_through_rest_shows_paused_and_loses_nothing(
     wait_cell(page.page, selector, lambda t: t == "PAUSED", PANEL_DEADLINE_S, "panel PAUSED")
     assert web.call("GET", f"/connectors/{name}/status")[1]["tasks"][0]["state"] == "PAUSED"
 
-    # rows written while paused are read after the resume: nothing is skipped
-    insert(pipeline.params, notify_rows("webp", 10))
-    observe_until = time.monotonic() + 2.0
-    while time.monotonic() < observe_until:  # a paused connector must not pass them on
-        assert pipeline.statuses("webp") == {"PENDING": 10}
-        time.sleep(0.2)
+    # rows written while paused are read after the resume: nothing is skipped, and nothing is
+    # passed on before it. No fixed wait: the window ends when the backlog panel shows the rows
+    # (a dashboard refresh, far longer than the pipeline takes to deliver a row), and what the
+    # paused connector did meanwhile is read off the topic's end offsets.
+    kafka = Kafka(pipeline.env["OMSHUB_KAFKA_BOOTSTRAP_SERVERS"])
+    topic = push_topic(pipeline)
+    partitions = [(topic, p) for p in kafka.partitions(topic)]
+    assert partitions, f"{topic} does not exist"
+    ends_paused = kafka.watermarks(partitions)
+    tag = f"webp{uuid.uuid4().hex[:6]}"  # the sandbox keeps the other CDC source's keys
+    insert(pipeline.params, notify_rows(tag, 10))
+    wait_cell(
+        page.page,
+        '#backlog tr[data-type="REQUESTER_NOTIFY"] [data-field="PENDING"]',
+        lambda t: t == "10",
+        PANEL_DEADLINE_S,
+        "the backlog panel to show the 10 rows PENDING",
+    )
+    assert kafka.watermarks(partitions) == ends_paused, "the paused connector wrote records"
+    assert pipeline.statuses(tag) == {"PENDING": 10}
+    resumed_ms = int(time.time() * 1000)
     assert web.call("PUT", f"/connectors/{name}/resume", token=TOKEN)[0] == 202
     wait_cell(page.page, selector, lambda t: t == "RUNNING", PANEL_DEADLINE_S, "panel RUNNING")
-    assert pipeline.wait_final("webp", 10, timeout=60) == {"DONE": 10}
+    assert pipeline.wait_final(tag, 10, timeout=60) == {"DONE": 10}
+    first = {
+        r["key"]: r["received_at_ms"]
+        for r in reversed(pipeline.sandbox.requests(system="notify", limit=100000))
+        if str(r["key"]).startswith(f"{tag}-")
+    }
+    assert len(first) == 10 and min(first.values()) >= resumed_ms, (resumed_ms, first)
+    kafka.close()
     assert page.errors == [], page.errors
 
 

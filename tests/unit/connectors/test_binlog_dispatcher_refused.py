@@ -146,3 +146,39 @@ def test_a_malformed_error_record_is_a_contract_error() -> None:
     for bad in (b"", b"[]", b"not json", orjson.dumps({"connector": "oms"})):
         with pytest.raises(ContractError, match="connector error record is malformed"):
             ConnectorErrorRecord.decode(bad)
+
+
+@pytest.mark.parametrize("at", ["produce", "report"])
+@pytest.mark.parametrize("schema", [False, True])
+def test_a_refused_row_keyed_by_other_columns_is_named_by_its_primary_key(
+    at: str, schema: bool
+) -> None:
+    """oms_order_push is keyed by order_no (``message.key.columns``): the Kafka key alone does
+    not say which push row did not fit, so the record carries the row's primary key."""
+    disp, _, _ = dispatcher()
+    disp.primary_key("oms", "oms_order_push", ("id",))
+    sink = LimitedSink(at)
+    change = {"before": None, "after": {"id": 42, "order_no": "SO1", "payload": "x" * LIMIT}}
+    value = orjson.dumps({"schema": {}, "payload": change} if schema else change)
+    disp.send(PUSH_TOPIC, b'{"order_no":"SO1"}', value, off(1), sink)
+    sink.flush(1)
+    [(_, _, raw)] = [d for d in sink.delivered if d[0] == "__omshub-connector-errors.oms"]
+    record = ConnectorErrorRecord.decode(raw)
+    assert record.primary_key == {"id": 42} and record.row_id() == 42
+    assert record.key_fields() == {"order_no": "SO1"}
+
+
+def test_a_refused_row_of_a_table_not_met_or_not_json_has_no_primary_key() -> None:
+    disp, _, _ = dispatcher()
+    sink = LimitedSink()
+    disp.send(PUSH_TOPIC, b'{"order_no":"SO1"}', b"x" * (LIMIT + 1), off(1), sink)
+    disp.primary_key("oms", "oms_order_push", ("id",))
+    disp.send(PUSH_TOPIC, b'{"order_no":"SO2"}', b"x" * (LIMIT + 1), off(2), sink)
+    sink.flush(1)
+    records = [
+        ConnectorErrorRecord.decode(v)
+        for t, _, v in sink.delivered
+        if t == "__omshub-connector-errors.oms"
+    ]
+    assert [r.primary_key for r in records] == [None, None]
+    assert [r.row_id() for r in records] == [None, None]

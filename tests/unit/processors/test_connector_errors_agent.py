@@ -37,8 +37,13 @@ class Outcomes:
         return True
 
 
-def record(table: str = "oms_order_push", key: str | None = '{"id":7}') -> bytes:
+def record(
+    table: str = "oms_order_push",
+    key: str | None = '{"id":7}',
+    primary_key: dict[str, Any] | None = None,
+) -> bytes:
     return ConnectorErrorRecord(
+        primary_key=primary_key,
         kind="refused",
         connector="oms",
         db="oms",
@@ -67,6 +72,16 @@ async def test_the_row_ends_failed_with_the_connectors_message(tmp_path: Path) -
     [(failed, outcome)] = rt.writeback.written
     assert failed.id == 7 and outcome.status is PushStatus.FAILED and outcome.attempts == 3
     assert "OMSHUB_KAFKA_MESSAGE_MAX_BYTES" in (outcome.error or "")
+
+
+async def test_a_row_keyed_by_order_no_is_found_by_its_primary_key(tmp_path: Path) -> None:
+    """The real configuration keys oms_order_push by order_no: the id comes from the record's
+    primary key (the first version looked only at the Kafka key and failed nothing)."""
+    task = PushTask(id=7, order_no="SO7", push_type="WMS_RETURN", payload="{}", idempotency_key="k")
+    rt = runtime(tmp_path, Rows({7: task}))
+    await connector_errors.handle(rt, record(key='{"order_no":"SO7"}', primary_key={"id": 7}))
+    [(failed, outcome)] = rt.writeback.written
+    assert failed.id == 7 and outcome.status is PushStatus.FAILED
 
 
 async def test_a_row_already_finished_is_left_alone(tmp_path: Path) -> None:

@@ -57,3 +57,20 @@ def test_keys_of_a_newer_writer_are_kept_for_display() -> None:
 def test_what_is_not_a_dlq_record_says_why(value: bytes | None, words: str) -> None:
     with pytest.raises(ContractError, match=words):
         DlqRecord.decode(value)
+
+
+def test_a_payload_too_large_to_copy_is_left_out_with_its_size() -> None:
+    """An oversized row ended FAILED for its size: copying its payload would make the DLQ
+    record too large for the broker as well (found on the real stack)."""
+    from dataclasses import replace
+
+    from schemas.dlq import DLQ_PAYLOAD_MAX_BYTES
+
+    big = replace(task(), payload='"' + "é" * DLQ_PAYLOAD_MAX_BYTES + '"')
+    record = DlqRecord.of(big, Outcome.failed("oversized_message: ...", 1), now_ms=1)
+    assert record.payload is None and record.payload_bytes == 2 * DLQ_PAYLOAD_MAX_BYTES + 2
+    assert len(record.encode()) < 4096
+    again = DlqRecord.decode(record.encode())
+    assert again.payload_bytes == record.payload_bytes
+    small = DlqRecord.of(task(), Outcome.failed("no", 1), now_ms=1)
+    assert small.payload == '{"a": 1}' and small.payload_bytes is None
