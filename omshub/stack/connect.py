@@ -508,7 +508,7 @@ def _bootstrap(settings: Settings, paths: ConnectPaths, pid_file: Path) -> Calla
             registered_for[0] = pid
             logger.info(
                 "debezium connector registered",
-                extra={"connector": name, "created": code == 201, "url": base},
+                extra={"connector": name, "new": code == 201, "url": base},
             )
         try:
             code, status = connect_call("GET", f"{base}/connectors/{name}/status")

@@ -245,10 +245,13 @@ class Supervisor:
             self._restarting = True
             try:
                 stack.restart(spec)
-            except StackError as exc:
+            except Exception as exc:  # noqa: BLE001 - one component's bug must not stop the rest
+                # a StackError says what is wrong; anything else is a bug in the start path,
+                # counted and retried the same way so the components after it still restart
                 tracked.failures += 1
                 now = self.clock()
-                tracked.last_error = str(exc).splitlines()[0]
+                text = str(exc) if isinstance(exc, StackError) else f"{type(exc).__name__}: {exc}"
+                tracked.last_error = (text.splitlines() or [type(exc).__name__])[0]
                 tracked.log_tail = procs.tail_lines(spec.log_file, LOG_TAIL_LINES).splitlines()
                 tracked.next_attempt_at = now + self.backoff.delay_s(tracked.failures)
                 tracked.state = self._failing_state(tracked)

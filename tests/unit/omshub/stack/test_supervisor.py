@@ -282,3 +282,39 @@ def test_the_supervisor_spec_is_last_and_stopped_first(tmp_path: Path) -> None:
     specs = default_components(_settings(tmp_path))
     assert specs[-1].name == SUPERVISOR
     assert specs[-1].markers[-1] == "supervise"
+
+
+def test_a_bug_in_one_components_start_does_not_stop_the_others_restarts(
+    tmp_path: Path,
+    stack_of,  # type: ignore[no-untyped-def]
+) -> None:
+    """Found by `make chaos --cdc debezium`: Connect's bootstrap raised a KeyError (a log call),
+    which ended the whole pass before the killed workers were reached, every pass, for minutes."""
+    import dataclasses
+
+    broken = [False]
+
+    def bootstrap() -> bool:
+        if broken[0]:
+            raise KeyError("Attempt to overwrite 'created' in LogRecord")
+        return True
+
+    first = dataclasses.replace(_sleeper(tmp_path, "first"), bootstrap=bootstrap)
+    second = _sleeper(tmp_path, "second")
+    stack = stack_of(first, second)
+    stack.up()
+    clock = Clock()
+    sup = Supervisor(_settings(tmp_path), stack, clock=clock)
+    sup.run_once()
+    broken[0] = True
+    _kill(first)
+    _kill(second)
+    sup.run_once()
+    clock.now += 2.0
+    sup.run_once()
+
+    states = sup.state().components
+    assert states["second"].state == "running" and states["second"].restarts == 1
+    assert states["first"].state == "backoff" and states["first"].failures == 1
+    assert "KeyError" in (states["first"].last_error or "")
+    assert procs.read_pid(first.pid_file) is None  # the half-started process was cleaned up
