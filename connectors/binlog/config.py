@@ -54,6 +54,7 @@ _ACCEPTED_NOOP = {
     "snapshot.locking.mode",
     "connect.timeout.ms",
     "connect.keep.alive",
+    "connect.keep.alive.interval.ms",
     "event.processing.failure.handling.mode",
     "inconsistent.schema.handling.mode",
     "schema.name.adjustment.mode",
