@@ -25,7 +25,7 @@ from omshub.core import mysql
 from omshub.core.kafka import Kafka
 from omshub.core.settings import Settings
 from omshub.core.tls import server_context
-from omshub.web.auth import load_credentials, middleware, reads_need_credentials
+from omshub.web.auth import Credentials, load_credentials, middleware, reads_need_credentials
 from omshub.web.collect import Collector, History
 from omshub.web.connect_api import ConnectApi
 from omshub.web.metrics import CONTENT_TYPE, render
@@ -106,8 +106,9 @@ def build_app(
     collector: Collector,
     token: str,
     restart_process: Callable[[], None] | None = None,
+    credentials: Credentials | None = None,
 ) -> web.Application:
-    credentials = load_credentials(settings, token)
+    credentials = credentials or load_credentials(settings, token)
     sampler = Sampler(collector, settings.web_refresh_s, settings.web_history_s)
     api = ConnectApi(settings, token, restart_process)
     app = web.Application()
@@ -178,9 +179,11 @@ def _dumps(obj: Any) -> str:
 
 
 def run_web(settings: Settings, kafka: Kafka | None = None) -> None:
-    ssl_context = server_context(settings)  # a certificate that cannot work stops us here
+    # a certificate or users file that cannot work stops us here, before any client is made
+    ssl_context = server_context(settings)
     token = resolve_token(settings, create=True)
     assert token is not None
+    credentials = load_credentials(settings, token)
     params = settings.mysql()
 
     def connect_db() -> Any:
@@ -198,7 +201,7 @@ def run_web(settings: Settings, kafka: Kafka | None = None) -> None:
 
             LocalStack(settings).up([CONNECTOR])
 
-    app = build_app(settings, collector, token, restart)
+    app = build_app(settings, collector, token, restart, credentials)
     scheme = "https" if ssl_context is not None else "http"
     log.info(
         "web listening",
