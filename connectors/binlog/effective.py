@@ -20,7 +20,8 @@ def effective_config(
 ) -> dict[str, str]:
     """``raw`` (the file's ``config``) with the database address, user and replica server id the
     connector really uses, and the broker it writes to where the file names one. The password is
-    left as the file has it: callers mask it (it is the settings' secret otherwise)."""
+    left as the file has it (callers mask it), or a pointer to the settings it comes from: the
+    secret itself is never put here."""
     config = dict(raw)
     config.update(
         {
@@ -30,6 +31,8 @@ def effective_config(
             "database.server.id": str(server_id),
         }
     )
+    # the connector always logs in with a password, the settings' one; never put it here
+    config.setdefault("database.password", "[from OMSHUB_MYSQL_URL or OMSHUB_MYSQL_PASSWORD]")
     if "schema.history.internal.kafka.bootstrap.servers" in config:
         config["schema.history.internal.kafka.bootstrap.servers"] = bootstrap_servers
     return config
