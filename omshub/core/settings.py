@@ -197,8 +197,9 @@ class Settings(BaseSettings):
     web_port: int = Field(18088, description="Port of `omshub web`.")
     web_token: SecretStr | None = Field(
         None,
-        description="Bearer token for mutating REST calls (pause, resume, restart). Unset: one is "
-        "generated into <home>/run/web.token on first start and read from there by the CLI.",
+        description="Bearer token of `omshub web` (the CLI sends it; HTTP Basic users work too). "
+        "Unset: one is generated into <home>/run/web.token on first start and read from there by "
+        "the CLI.",
     )
     web_users: dict[str, SecretStr] = Field(
         default_factory=dict,

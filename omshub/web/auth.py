@@ -5,7 +5,7 @@ JAAS ``PropertyFileLoginModule`` credentials file (``user: password`` lines); sc
 written for Connect send that. omshub's own CLI sends the bearer token (``OMSHUB_WEB_TOKEN`` or
 ``<home>/run/web.token``). Both are accepted on every path, so either kind of client works.
 
-What needs credentials (decision D85):
+What needs credentials (decision D89):
 
 * every mutation (any method but GET, HEAD and OPTIONS), always;
 * reads (dashboard, static assets, ``/api/*``, ``/metrics``, Connect's GET paths) unless

@@ -1,6 +1,6 @@
 """`omshub web` bound beyond loopback: credentials for reads and mutations, over HTTP and HTTPS.
 
-The real `omshub web` process listens on 0.0.0.0 (so reads need credentials, D85) with HTTP Basic
+The real `omshub web` process listens on 0.0.0.0 (so reads need credentials, D89) with HTTP Basic
 users from a Kafka Connect credentials file and its bearer token, in front of the embedded
 connector streaming the test's database. A mutation without good credentials is a 401 and the
 connector does not move; pause with Basic and resume with the bearer (and the CLI, which sends
