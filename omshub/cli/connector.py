@@ -100,11 +100,14 @@ def connector_reset(
 
 
 def _connect_client(ctx: click.Context) -> Any:
+    from omshub.core.tls import client_context
     from omshub.web.client import ConnectClient
     from omshub.web.server import resolve_token
 
     settings = ctx_settings(ctx)
-    return ConnectClient(f"http://{settings.web_host}:{settings.web_port}", resolve_token(settings))
+    return ConnectClient(
+        settings.web_url, resolve_token(settings), ssl_context=client_context(settings)
+    )
 
 
 def _connector_state_table(statuses: dict[str, Any]) -> Table:

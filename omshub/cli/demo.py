@@ -74,7 +74,7 @@ def demo(ctx: click.Context, seconds: float) -> None:
     home = settings.home.resolve()
     console.print(
         "where to look:\n"
-        f"  http://{settings.web_host}:{settings.web_port}/   the dashboard: connector, lag, "
+        f"  {settings.web_url}/   the dashboard: connector, lag, "
         "backlog, DLQ, workers, live plots (/metrics for Prometheus)\n"
         "  omshub status            components, pids, connector position and lag\n"
         "  omshub dlq list          pushes that failed for good (`omshub dlq requeue ID`)\n"

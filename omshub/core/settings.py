@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Literal
 from urllib.parse import quote, unquote, urlsplit
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, ValidationInfo, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from omshub.core.errors import ConfigError
@@ -197,8 +197,34 @@ class Settings(BaseSettings):
     web_port: int = Field(18088, description="Port of `omshub web`.")
     web_token: SecretStr | None = Field(
         None,
-        description="Bearer token for mutating REST calls (pause, resume, restart). Unset: one is "
-        "generated into <home>/run/web.token on first start and read from there by the CLI.",
+        description="Bearer token of `omshub web` (the CLI sends it; HTTP Basic users work too). "
+        "Unset: one is generated into <home>/run/web.token on first start and read from there by "
+        "the CLI.",
+    )
+    web_users: dict[str, SecretStr] = Field(
+        default_factory=dict,
+        description='HTTP Basic users of `omshub web` as JSON, {"ops": "<password>"}; they count '
+        "together with the users of OMSHUB_WEB_USERS_FILE.",
+    )
+    web_users_file: Path | None = Field(
+        None,
+        description="HTTP Basic users of `omshub web` in the format of Kafka Connect's "
+        "BasicAuthSecurityRestExtension (the credentials file its JAAS PropertyFileLoginModule "
+        "names): one `user: password` line each; read when `omshub web` starts.",
+    )
+    web_read_auth: Literal["auto", "open", "required"] = Field(
+        "auto",
+        description="Whether reads (dashboard, /api/*, /metrics, Connect GETs) need credentials: "
+        "`auto` = open when OMSHUB_WEB_HOST is loopback only, required on any other address. "
+        "Mutations always need them; /healthz never does.",
+    )
+    web_tls_cert: Path | None = Field(
+        None,
+        description="PEM certificate (chain) `omshub web` serves HTTPS with; with "
+        "OMSHUB_WEB_TLS_KEY. Unset: plain HTTP.",
+    )
+    web_tls_key: Path | None = Field(
+        None, description="PEM private key (not encrypted) of OMSHUB_WEB_TLS_CERT."
     )
     web_refresh_s: float = Field(
         2.0, gt=0, description="How often the dashboard's figures are sampled."
@@ -302,6 +328,49 @@ class Settings(BaseSettings):
     @classmethod
     def _http_urls(cls, value: dict[str, str]) -> dict[str, str]:
         return {system: _check_http_url(url, system) for system, url in value.items()}
+
+    @field_validator("web_users")
+    @classmethod
+    def _basic_users(cls, value: dict[str, SecretStr]) -> dict[str, SecretStr]:
+        # HTTP Basic sends "user:password": a user with ':' could never log in (RFC 7617)
+        for user, password in value.items():
+            if not user or ":" in user or any(c.isspace() for c in user):
+                raise ValueError(f"user {user!r} cannot be sent in HTTP Basic: no ':' or spaces")
+            if not password.get_secret_value():
+                raise ValueError(f"user {user!r} has an empty password")
+        return value
+
+    @field_validator("web_tls_key")
+    @classmethod
+    def _tls_pair(cls, value: Path | None, info: ValidationInfo) -> Path | None:
+        # a certificate without its key (or the reverse) cannot serve TLS: say so at start
+        cert = info.data.get("web_tls_cert")
+        if cert is not None and value is None:
+            raise ValueError(
+                "OMSHUB_WEB_TLS_CERT is set but OMSHUB_WEB_TLS_KEY is not; TLS needs both"
+            )
+        if cert is None and value is not None and "web_tls_cert" in info.data:
+            raise ValueError(
+                "OMSHUB_WEB_TLS_KEY is set but OMSHUB_WEB_TLS_CERT is not; TLS needs both"
+            )
+        return value
+
+    @property
+    def web_tls(self) -> bool:
+        return self.web_tls_cert is not None
+
+    @property
+    def web_url(self) -> str:
+        """Where a client on this machine reaches `omshub web`: https with a certificate, and
+        127.0.0.1 when it listens on every address (0.0.0.0 is not an address to connect to)."""
+        host = self.web_host
+        if host in ("", "0.0.0.0"):
+            host = "127.0.0.1"
+        elif host == "::":
+            host = "::1"
+        if ":" in host:
+            host = f"[{host}]"
+        return f"{'https' if self.web_tls else 'http'}://{host}:{self.web_port}"
 
     @property
     def embedded_mysql(self) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
+import ssl
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -13,6 +14,7 @@ from typing import Any
 from omshub.core import procs
 from omshub.core.errors import ContractError, StackError
 from omshub.core.settings import Settings
+from omshub.core.tls import client_context
 from omshub.stack.components import (
     CONNECTOR,
     SANDBOX,
@@ -124,11 +126,11 @@ def _python_component(
     )
 
 
-def _http_healthy(url: str) -> Callable[[], bool]:
+def _http_healthy(url: str, context: ssl.SSLContext | None = None) -> Callable[[], bool]:
     def healthy() -> bool:
         import urllib.request
 
-        with urllib.request.urlopen(url, timeout=2) as response:
+        with urllib.request.urlopen(url, timeout=2, context=context) as response:
             return bool(response.status == 200)
 
     return healthy
@@ -196,13 +198,15 @@ def worker_component(settings: Settings, index: int = 0) -> ComponentSpec:
 
 def web_component(settings: Settings) -> ComponentSpec:
     """The dashboard, /metrics and the connector REST API (``omshub web``)."""
-    base = f"http://{settings.web_host}:{settings.web_port}"
+    # /healthz needs no credentials (omshub.web.auth); https and 127.0.0.1 for 0.0.0.0 as the
+    # CLI does (Settings.web_url)
+    base = settings.web_url
     return _python_component(
         settings,
         WEB,
         ["web"],
         base,
-        _http_healthy(f"{base}/healthz"),
+        _http_healthy(f"{base}/healthz", client_context(settings)),
         port=(settings.web_host, settings.web_port),
         port_setting="OMSHUB_WEB_PORT",
     )

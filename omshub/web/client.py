@@ -7,6 +7,7 @@ against the embedded stack and any Kafka Connect cluster: point OMSHUB_WEB_HOST/
 from __future__ import annotations
 
 import json
+import ssl
 import urllib.error
 import urllib.request
 from typing import Any
@@ -15,18 +16,28 @@ from omshub.core.errors import ConfigError, SourceUnavailableError
 
 
 class ConnectClient:
-    def __init__(self, base_url: str, token: str | None = None, timeout_s: float = 5.0) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str | None = None,
+        timeout_s: float = 5.0,
+        ssl_context: ssl.SSLContext | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
         self.timeout_s = timeout_s
+        self.ssl_context = ssl_context
 
     def call(self, method: str, path: str) -> tuple[int, Any]:
         request = urllib.request.Request(f"{self.base_url}{path}", method=method)
         request.add_header("Accept", "application/json")
-        if self.token and method != "GET":
+        if self.token:
+            # on reads too: off loopback they need credentials (OMSHUB_WEB_READ_AUTH)
             request.add_header("Authorization", f"Bearer {self.token}")
         try:
-            with urllib.request.urlopen(request, timeout=self.timeout_s) as response:
+            with urllib.request.urlopen(
+                request, timeout=self.timeout_s, context=self.ssl_context
+            ) as response:
                 body = response.read()
                 return response.status, json.loads(body) if body else None
         except urllib.error.HTTPError as exc:

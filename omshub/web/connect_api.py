@@ -10,7 +10,6 @@ again through the local stack, as Connect restarts a FAILED task.
 from __future__ import annotations
 
 import asyncio
-import hmac
 import logging
 import time
 from collections.abc import Awaitable, Callable
@@ -24,6 +23,7 @@ from connectors.binlog.status import read_status
 from omshub import __version__
 from omshub.core.errors import OmshubError
 from omshub.core.settings import Settings
+from omshub.web.auth import NEEDS, PRINCIPAL, unauthorized
 from omshub.web.collect import connector_view
 
 log = logging.getLogger(__name__)
@@ -54,13 +54,22 @@ class ConnectApi:
     # -- model -----------------------------------------------------------------------------
 
     def _configured(self) -> tuple[str, dict[str, str]] | None:
+        """(name, configuration as the embedded connector runs it: database and server id from
+        the settings, not the compose values of the file), or None if it cannot run."""
         from connectors.binlog.config import load_config
+        from connectors.binlog.effective import effective_config
 
         try:
             config = load_config(self.settings.connector_config)
+            params = self.settings.mysql()
         except OmshubError:
             return None
-        return config.name, dict(config.raw)
+        return config.name, effective_config(
+            config.raw,
+            params,
+            server_id=self.settings.connector_server_id,
+            bootstrap_servers=self.settings.bootstrap_servers,
+        )
 
     def connectors(self) -> dict[str, Path]:
         """Connector name -> its status file (existing or where it will be written)."""
@@ -138,21 +147,13 @@ class ConnectApi:
         r.add_post("/connectors/{name}/tasks/{task}/restart", self.guard(self.restart_task))
 
     def guard(self, handler: Handler) -> Handler:
-        """Mutating calls need ``Authorization: Bearer <token>``; checked before anything else."""
+        """Mutating calls need an authenticated caller. ``omshub.web.auth``'s middleware checks
+        the credentials (Basic or bearer) before any handler; this refuses a mutation that
+        reached here without them, should the app ever be built without that middleware."""
 
         async def guarded(request: web.Request) -> web.StreamResponse:
-            header = request.headers.get("Authorization", "")
-            scheme, _, given = header.partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(
-                given.strip().encode(), self.token.encode()
-            ):
-                response = error(
-                    401,
-                    "this call changes state and needs 'Authorization: Bearer <token>' "
-                    "(OMSHUB_WEB_TOKEN, or the file <home>/run/web.token)",
-                )
-                response.headers["WWW-Authenticate"] = 'Bearer realm="omshub"'
-                return response
+            if request.get(PRINCIPAL) is None:
+                return unauthorized(f"this call changes state: {NEEDS}")
             return await handler(request)
 
         return guarded

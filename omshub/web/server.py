@@ -2,7 +2,9 @@
 
 One process samples every ``OMSHUB_WEB_REFRESH_S`` in a worker thread (the database and broker
 clients block) and every reader gets that sample, so the page, Prometheus and ``omshub status``
-never add load beyond one sampler. Binds to 127.0.0.1 unless ``OMSHUB_WEB_HOST`` says otherwise.
+never add load beyond one sampler. Binds to 127.0.0.1 unless ``OMSHUB_WEB_HOST`` says otherwise;
+who may call what is ``omshub.web.auth``'s middleware, and HTTPS is on with a certificate
+(``OMSHUB_WEB_TLS_CERT``/``_KEY``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from aiohttp import web
 from omshub.core import mysql
 from omshub.core.kafka import Kafka
 from omshub.core.settings import Settings
+from omshub.core.tls import server_context
+from omshub.web.auth import Credentials, load_credentials, middleware, reads_need_credentials
 from omshub.web.collect import Collector, History
 from omshub.web.connect_api import ConnectApi
 from omshub.web.metrics import CONTENT_TYPE, render
@@ -102,7 +106,9 @@ def build_app(
     collector: Collector,
     token: str,
     restart_process: Callable[[], None] | None = None,
+    credentials: Credentials | None = None,
 ) -> web.Application:
+    credentials = credentials or load_credentials(settings, token)
     sampler = Sampler(collector, settings.web_refresh_s, settings.web_history_s)
     api = ConnectApi(settings, token, restart_process)
     app = web.Application()
@@ -140,6 +146,8 @@ def build_app(
             sampler.poke()
         return response
 
+    # authentication first: nothing, not even a 404, is answered to a caller it refuses
+    app.middlewares.append(middleware(credentials, reads_open=not reads_need_credentials(settings)))
     app.middlewares.append(poke_after_change)
     app.router.add_get("/", index)
     app.router.add_get("/dashboard/", dashboard)
@@ -171,8 +179,11 @@ def _dumps(obj: Any) -> str:
 
 
 def run_web(settings: Settings, kafka: Kafka | None = None) -> None:
+    # a certificate or users file that cannot work stops us here, before any client is made
+    ssl_context = server_context(settings)
     token = resolve_token(settings, create=True)
     assert token is not None
+    credentials = load_credentials(settings, token)
     params = settings.mysql()
 
     def connect_db() -> Any:
@@ -190,12 +201,20 @@ def run_web(settings: Settings, kafka: Kafka | None = None) -> None:
 
             LocalStack(settings).up([CONNECTOR])
 
-    app = build_app(settings, collector, token, restart)
-    log.info("web listening", extra={"url": f"http://{settings.web_host}:{settings.web_port}"})
+    app = build_app(settings, collector, token, restart, credentials)
+    scheme = "https" if ssl_context is not None else "http"
+    log.info(
+        "web listening",
+        extra={
+            "url": f"{scheme}://{settings.web_host}:{settings.web_port}",
+            "reads": "need credentials" if reads_need_credentials(settings) else "open",
+        },
+    )
     web.run_app(
         app,
         host=settings.web_host,
         port=settings.web_port,
+        ssl_context=ssl_context,
         print=None,
         access_log=None,
         handle_signals=True,

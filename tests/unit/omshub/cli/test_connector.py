@@ -91,6 +91,22 @@ def test_a_mutation_without_a_token_exits_2_before_asking(tmp_path: Path) -> Non
     assert rest.asked == []
 
 
+def test_reads_send_the_token_and_a_wildcard_bind_is_reached_on_loopback(tmp_path: Path) -> None:
+    """Off loopback `omshub web` wants credentials for reads too: the CLI always sends its
+    token; bound to 0.0.0.0, it is asked at 127.0.0.1 (Settings.web_url)."""
+    statuses = {"oms": {"status": {"connector": {"state": "RUNNING"}, "tasks": []}}}
+    with fake_rest({("GET", "/connectors?expand=status"): (200, statuses)}) as rest:
+        env = {
+            "OMSHUB_HOME": str(tmp_path),
+            "OMSHUB_WEB_HOST": "0.0.0.0",
+            "OMSHUB_WEB_PORT": str(rest.url.rsplit(":")[-1]),
+            "OMSHUB_WEB_TOKEN": "t0k",
+        }
+        result = CliRunner().invoke(main, ["connector", "list", "--json"], env=env)
+    assert result.exit_code == 0, result.output
+    assert rest.asked == [("GET", "/connectors?expand=status", "Bearer t0k")]
+
+
 def test_reset_of_a_connector_without_a_saved_offset_exits_2(tmp_path: Path) -> None:
     result = run(tmp_path, "connector", "reset", "nope", "--yes")
     assert result.exit_code == 2

@@ -70,14 +70,15 @@ def server() -> Iterator[tuple[str, Recorded]]:
         thread.join(timeout=2)
 
 
-def test_get_returns_the_json_without_the_token(server: tuple[str, Recorded]) -> None:
+def test_get_returns_the_json_and_sends_the_token(server: tuple[str, Recorded]) -> None:
+    # reads need credentials too when omshub web listens beyond loopback (OMSHUB_WEB_READ_AUTH)
     url, recorded = server
     client = ConnectClient(url, token="s3cret", timeout_s=2)
     assert client.base_url == url.rstrip("/")
     assert client.get("/connectors") == ["oms"]
     [(method, path, headers)] = recorded.requests
     assert (method, path) == ("GET", "/connectors")
-    assert "Authorization" not in headers
+    assert headers["Authorization"] == "Bearer s3cret"
     assert headers["Accept"] == "application/json"
 
 

@@ -22,6 +22,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from jsonschema import Draft202012Validator
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
 from referencing import Registry, Resource
 
 from connectors.binlog.control import control_path, read_control, write_control
@@ -279,6 +280,48 @@ async def test_get_connector(client: TestClient[Any, Any], settings: Settings) -
     assert set(config) == set(original) | {"name"}
 
 
+async def test_config_is_what_the_embedded_connector_runs_with(
+    settings: Settings, db: DashboardDb, kafka: FakeKafka, restart: FakeRestart, status: Path
+) -> None:
+    """Not the compose file's `mariadb:3306` and `debezium`: the database, user and server id of
+    the settings `omshub connector run` gets, and the broker it writes to; secrets masked."""
+    running = settings.model_copy(
+        update={
+            "mysql_url": SecretStr("mysql://cdc:pw-of-cdc@db.internal:3307/oms"),
+            "connector_server_id": 6123,
+            "kafka_bootstrap_servers": "broker-a:9092,broker-b:9092",
+        }
+    )
+    app = build_app(running, Collector(running, lambda: db, kafka), TOKEN, restart)
+    async with TestClient(TestServer(app)) as client:
+        config = await get_json(client, "/connectors/oms/config")
+        info = await get_json(client, "/connectors/oms")
+        expanded = await get_json(client, "/connectors?expand=info")
+        tasks = await get_json(client, "/connectors/oms/tasks")
+    check("connector-config", config)
+    assert config["database.hostname"] == "db.internal"
+    assert config["database.port"] == "3307"
+    assert config["database.user"] == "cdc"
+    assert config["database.server.id"] == "6123"
+    assert (
+        config["schema.history.internal.kafka.bootstrap.servers"] == "broker-a:9092,broker-b:9092"
+    )
+    assert config["database.password"] == "[hidden]"
+    assert "pw-of-cdc" not in orjson.dumps([config, info, expanded, tasks]).decode()
+    assert info["config"] == config
+    assert expanded["oms"]["info"]["config"] == config
+    assert tasks[0]["config"] == config
+    original = orjson.loads(settings.connector_config.read_bytes())["config"]
+    assert config["table.include.list"] == original["table.include.list"]  # capture: the file's
+
+
+async def test_config_of_the_default_embedded_stack(client: TestClient[Any, Any]) -> None:
+    config = await get_json(client, "/connectors/oms/config")
+    assert (config["database.hostname"], config["database.port"]) == ("127.0.0.1", "13306")
+    assert config["database.user"] == "omshub"
+    assert config["database.server.id"] == "5401"
+
+
 async def test_get_config(client: TestClient[Any, Any]) -> None:
     body = await get_json(client, "/connectors/oms/config")
     check("connector-config", body)
@@ -404,10 +447,11 @@ async def test_mutation_without_the_token_is_401_and_changes_nothing(
 ) -> None:
     response = await client.request(method, path, headers=headers)
     assert response.status == 401
-    assert response.headers["WWW-Authenticate"].startswith("Bearer")
+    schemes = [h.split()[0] for h in response.headers.getall("WWW-Authenticate")]
+    assert schemes == ["Basic", "Bearer"]
     body = await response.json()
     check("error", body)
-    assert "Bearer" in body["message"]
+    assert "Basic" in body["message"] and "Bearer" in body["message"]
     assert not control_path(status).exists()
     assert restart.calls == 0
 
