@@ -57,6 +57,7 @@ class WriteStats:
     follow_ups_inserted: int = 0
     dlq_records: int = 0
     errors: int = 0
+    conflicts: int = 0
     by_status: dict[str, int] = field(default_factory=dict)
 
 
@@ -188,10 +189,15 @@ class WriteBack:
                 self.db.reset()
                 delay = _WRITE_BACKOFF.delay_s(failures)
                 failures += 1
-                log.error(
-                    "write-back failed; retrying",
-                    extra={"rows": len(batch), "error": str(exc), "in_s": round(delay, 2)},
-                )
+                extra = {"rows": len(batch), "error": str(exc), "in_s": round(delay, 2)}
+                if _conflict(exc) and failures <= _CONFLICT_RETRIES_QUIET:
+                    # two workers writing outcomes of the same rows (a rebalance hands a
+                    # partition over with tasks in flight): InnoDB rolls one back and the
+                    # manual's answer is to retry, which is what happens here
+                    self.stats.conflicts += 1
+                    log.warning("write-back conflicted with another writer; retrying", extra=extra)
+                else:
+                    log.error("write-back failed; retrying", extra=extra)
                 await asyncio.sleep(delay)
         for pending, row_changed in zip(batch, changed, strict=True):
             if not pending.future.done():
@@ -283,6 +289,15 @@ class WriteBack:
                 key = str(pending.outcome.status)
                 self.stats.by_status[key] = self.stats.by_status.get(key, 0) + 1
         return changed
+
+
+_CONFLICT_CODES = frozenset({1205, 1213})  # lock wait timeout, deadlock: retry the transaction
+_CONFLICT_RETRIES_QUIET = 5
+"""A conflict that keeps coming back is no longer routine: logged as an error from then on."""
+
+
+def _conflict(exc: BaseException) -> bool:
+    return bool(exc.args) and exc.args[0] in _CONFLICT_CODES
 
 
 def dlq_record(task: PushTask, outcome: Outcome) -> bytes:

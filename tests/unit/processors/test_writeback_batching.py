@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 
+import pymysql
+import pytest
+
 from omshub.core.settings import MySQLParams
 from processors.writeback import WriteBack, _Pending
 from schemas.pushes import PushStatus
@@ -91,3 +94,46 @@ async def test_the_writer_outlives_a_bad_batch() -> None:
         assert "unexpected writer error" in str(exc)
     assert await asyncio.wait_for(wb.submit(task(2), DONE), 2) is True  # not stuck
     await wb.stop()
+
+
+class ConflictingWriteBack(WriteBack):
+    """The real retry loop in ``_flush``; the write raises InnoDB's deadlock ``fails`` times."""
+
+    def __init__(self, fails: int, code: int = 1213) -> None:
+        super().__init__(PARAMS, flush_ms=0)
+        self.fails, self.code = fails, code
+
+    def _write(self, batch: list[_Pending]) -> list[bool]:
+        if self.fails:
+            self.fails -= 1
+            raise pymysql.err.OperationalError(self.code, "Deadlock found when trying to get lock")
+        return [True] * len(batch)
+
+
+async def test_a_deadlock_with_another_writer_is_retried_and_logged_as_a_warning(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two workers writing the same rows' outcomes across a rebalance: InnoDB rolls one back,
+    the retry writes it. Routine, so a warning (the tests fail on unexpected ERROR lines)."""
+    import processors.writeback as writeback
+
+    monkeypatch.setattr(writeback, "_WRITE_BACKOFF", writeback.Backoff(0.001, 0.001))
+    wb = ConflictingWriteBack(fails=2)
+    done = asyncio.get_running_loop().create_future()
+    await wb._flush([_Pending(task(1), DONE, done)])
+    assert done.result() is True and wb.stats.conflicts == 2 and wb.stats.errors == 2
+    levels = [r.levelname for r in caplog.records if "write-back" in r.getMessage()]
+    assert levels == ["WARNING", "WARNING"]
+
+
+async def test_other_database_errors_are_still_errors(
+    caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import processors.writeback as writeback
+
+    monkeypatch.setattr(writeback, "_WRITE_BACKOFF", writeback.Backoff(0.001, 0.001))
+    wb = ConflictingWriteBack(fails=1, code=2013)
+    done = asyncio.get_running_loop().create_future()
+    await wb._flush([_Pending(task(1), DONE, done)])
+    assert done.result() is True and wb.stats.conflicts == 0
+    assert [r.levelname for r in caplog.records if "write-back" in r.getMessage()] == ["ERROR"]
